@@ -1,0 +1,5 @@
+"""``python -m glsverify`` runs the CLI."""
+
+from glsverify.cli import main
+
+main()
