@@ -27,7 +27,7 @@ RELU_LOWER_MODES = ("adaptive", "zero", "one")
 @dataclass
 class LinearRelaxation:
     lower_slope: torch.Tensor
-    lower_bias: torch.Tensor
+    lower_bias: torch.Tensor | None  # None: zero (ReLU)
     upper_slope: torch.Tensor
     upper_bias: torch.Tensor
 
@@ -45,7 +45,7 @@ def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor, mode: str = "adapt
         lower_slope = torch.where(unstable, alpha, active.to(upper.dtype))
     else:
         lower_slope = torch.where(unstable, default_relu_slope(lower, upper, mode), active.to(upper.dtype))
-    return LinearRelaxation(lower_slope, torch.zeros_like(lower_slope), upper_slope, upper_bias)
+    return LinearRelaxation(lower_slope, None, upper_slope, upper_bias)
 
 
 def default_relu_slope(lower: torch.Tensor, upper: torch.Tensor, mode: str = "adaptive") -> torch.Tensor:

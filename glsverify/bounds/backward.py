@@ -144,14 +144,28 @@ def _add(node: Node, A: torch.Tensor, ctx: BackwardContext, index: int):
 
 # ----------------------------------------------------------------------------------- relaxed rules
 def apply_relaxation(A: torch.Tensor, relax: LinearRelaxation) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lower bound of ``A · f(x)`` as ``A' · x + bias`` (slopes broadcast as ``[P, B, (S,) *shape]``)."""
+    """Lower bound of ``A · f(x)`` as ``A' · x + bias`` (slopes broadcast as ``[P, B, (S,) *shape]``).
+
+    Positive coefficients take the lower line, negative ones the upper line:
+    ``A' = A * a_l + min(A, 0) * (a_u - a_l)``.
+    """
     def rows(t: torch.Tensor) -> torch.Tensor:
         return t if t.dim() == A.dim() else t.unsqueeze(2)
 
-    pos, neg = A.clamp(min=0), A.clamp(max=0)
-    new_a = pos * rows(relax.lower_slope) + neg * rows(relax.upper_slope)
-    bias = _sum_rows(pos * rows(relax.lower_bias) + neg * rows(relax.upper_bias))
+    lower_slope = rows(relax.lower_slope)
+    neg = A.clamp(max=0)
+    new_a = A * lower_slope + neg * (rows(relax.upper_slope) - lower_slope)
+    bias = dot_rows(neg, relax.upper_bias)
+    if relax.lower_bias is not None:
+        bias = bias + dot_rows(A - neg, relax.lower_bias)
     return new_a, bias
+
+
+def dot_rows(X: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``sum over *shape of X * v`` for ``X [P, B, S, *shape]`` and ``v [P, B, (S,) *shape]``."""
+    if v.dim() == X.dim():
+        return _sum_rows(X * v)
+    return (X.flatten(3) @ v.flatten(2).unsqueeze(-1)).squeeze(-1)
 
 
 @backward_rule(*ACTIVATIONS)

@@ -83,12 +83,15 @@ def ibp_node(node: Node, inputs: list[Interval], weights: Mapping[str, torch.Ten
 
 
 def ibp_intervals(graph: Graph, lower: torch.Tensor, upper: torch.Tensor,
-                  weights: Mapping[str, torch.Tensor], upto: int | None = None) -> list[Interval]:
-    """Intervals of every node (``[P, B, *shape]``), from ``lower``/``upper`` given as ``[P|1, B, *in]``."""
+                  weights: Mapping[str, torch.Tensor], upto: int | None = None,
+                  hook: Callable | None = None) -> list[Interval]:
+    """Intervals of every node (``[P, B, *shape]``), from ``lower``/``upper`` given as ``[P|1, B, *in]``.
+    ``hook(index, interval)`` may tighten each node's interval as it is computed."""
     intervals: list[Interval] = [(lower, upper)]
     last = len(graph.nodes) if upto is None else upto + 1
-    for node in graph.nodes[1:last]:
-        intervals.append(ibp_node(node, [intervals[i] for i in node.inputs], weights))
+    for index, node in enumerate(graph.nodes[1:last], start=1):
+        interval = ibp_node(node, [intervals[i] for i in node.inputs], weights)
+        intervals.append(interval if hook is None else hook(index, interval))
     return intervals
 
 

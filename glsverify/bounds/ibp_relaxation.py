@@ -13,7 +13,9 @@ class IBP(Relaxation):
     differentiable = True
 
     def bound(self, problem: BoundProblem) -> tuple[torch.Tensor, torch.Tensor | None]:
-        intervals = ibp_intervals(problem.graph, problem.lower, problem.upper, problem.weights)
+        intervals = ibp_intervals(problem.graph, problem.lower, problem.upper, problem.weights,
+                                  hook=problem.interval_hook)
+        problem.intervals = intervals
         lo, hi = spec_interval(problem.graph, intervals, problem.C, problem.weights)
         return lo, hi if problem.want_upper else None
 

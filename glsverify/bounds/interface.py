@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 
@@ -54,6 +54,11 @@ class BoundProblem:
     C: torch.Tensor | None  # [B, S, n_outputs]; None bounds the outputs themselves
     want_upper: bool = True
     options: BoundOptions = field(default_factory=BoundOptions)
+    # Called on every node's interval once computed (e.g. branch and bound clamps split ReLU inputs):
+    # (node index, (lower, upper)) -> (lower, upper). Must only ever tighten soundly.
+    interval_hook: Callable[[int, tuple[torch.Tensor, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]] | None = None
+    # Filled by linear-bound relaxations: the intervals of every node, for reuse by callers.
+    intervals: list | None = None
 
     @property
     def population(self) -> int:
@@ -66,7 +71,7 @@ class BoundProblem:
 
 @dataclass
 class Bounds:
-    lower: torch.Tensor  # [B, S] or [P, B, S]
+    lower: torch.Tensor | None  # [B, S] or [P, B, S]
     upper: torch.Tensor | None
 
 
@@ -92,7 +97,7 @@ def register_relaxation(relaxation: Relaxation) -> Relaxation:
 
 
 def _load() -> None:
-    from glsverify.bounds import alpha, crown, crown_ibp, deepz, ibp_relaxation  # noqa: F401
+    from glsverify.bounds import alpha, crown, crown_ibp, ibp_relaxation  # noqa: F401
 
 
 def get_relaxation(name: str) -> Relaxation:
@@ -110,13 +115,15 @@ def relaxation_names() -> list[str]:
 
 def compute_bounds(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: torch.Tensor | None = None, *,
                    method: str = "crown", params: Mapping[str, torch.Tensor] | None = None,
-                   population: bool = False, want_upper: bool = True,
-                   options: BoundOptions | Mapping | None = None) -> Bounds:
+                   population: bool = False, want_upper: bool = True, want_lower: bool = True,
+                   options: BoundOptions | Mapping | None = None,
+                   interval_hook: Callable | None = None) -> Bounds:
     """Bound ``C @ f(x)`` over the boxes ``lower <= x <= upper``.
 
     Shapes: ``lower``/``upper`` ``[B, *input_shape]``; ``C`` ``[B, S, n_out]`` or ``[S, n_out]``;
     ``params`` as in :meth:`Graph.forward`. Returns ``[B, S]`` bounds, or ``[P, B, S]`` in population
-    mode. Bounds that are NaN become infinite (never a proof).
+    mode. Bounds that are NaN become infinite (never a proof). With ``want_lower=False`` only upper
+    bounds are computed (``Bounds.lower`` is None): certified training needs only those.
     """
     relaxation = get_relaxation(method)
     if options is None:
@@ -138,12 +145,20 @@ def compute_bounds(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: to
         if C.dim() != 3 or C.shape[0] != lower.shape[0] or C.shape[2] != n_out:
             raise ShapeMismatchError("specification matrix C", (lower.shape[0], "S", n_out), tuple(C.shape))
         C = C.to(lower.dtype)
+    if not want_lower:
+        if not want_upper:
+            raise ValueError("ask for lower bounds, upper bounds or both")
+        if C is None:
+            C = torch.eye(n_out, dtype=lower.dtype, device=lower.device).expand(lower.shape[0], n_out, n_out)
+        C = -C
     problem = BoundProblem(graph, graph.lead_weights(params, population), lower.unsqueeze(0), upper.unsqueeze(0),
-                           C, want_upper, options)
+                           C, want_upper and want_lower, options, interval_hook)
     lb, ub = relaxation.bound(problem)
     lb, ub = sanitize(lb, ub)
+    if not want_lower:
+        lb, ub = None, -lb
     if not population:
-        lb = lb.squeeze(0)
+        lb = None if lb is None else lb.squeeze(0)
         ub = None if ub is None else ub.squeeze(0)
     return Bounds(lb, ub)
 

@@ -1,0 +1,202 @@
+"""CROWN (= DeepPoly): backward linear bounds with CROWN-computed intermediate bounds.
+
+Intermediate bounds of every node that feeds a nonlinearity come from backward propagation from that
+node, intersected with IBP. Only neurons that IBP cannot already decide are re-bounded (for ReLU: the
+unstable ones, taken as the union over population and batch), the identity rows are processed in
+chunks that fit the memory budget, and a node reached through a single affine layer from the input
+keeps its (exact) IBP bounds. Cost: for each nonlinear layer k, one backward pass with U_k rows
+(unstable neurons) through all earlier layers, i.e. O(sum_k U_k * sum_{j<k} N_j * P * B) memory
+traffic, quadratic in depth and linear in width times unstable count.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from glsverify import graph as G
+from glsverify import layers as L
+from glsverify.bounds.activations import ACTIVATIONS, LinearRelaxation
+from glsverify.bounds.backward import BackwardContext, backward, concretize
+from glsverify.bounds.ibp import ibp_node, spec_interval
+from glsverify.bounds.interface import (BoundOptions, BoundProblem, Relaxation, default_memory_budget,
+                                        register_relaxation)
+from glsverify.graph import Graph, Node
+
+Interval = tuple[torch.Tensor, torch.Tensor]
+NONLINEAR = set(ACTIVATIONS) | {G.MAXPOOL}
+MIXING = {G.LINEAR, G.CONV, G.AVGPOOL, G.ADD}
+
+
+def default_relaxer(options: BoundOptions):
+    def relax(index: int, node: Node, lower: torch.Tensor, upper: torch.Tensor) -> LinearRelaxation:
+        if node.kind == G.RELU:
+            return ACTIVATIONS[G.RELU].relax(lower, upper, mode=options.relu_lower)
+        return ACTIVATIONS[node.kind].relax(lower, upper)
+    return relax
+
+
+def bounded_nodes(graph: Graph) -> set[int]:
+    """Nodes whose intervals the backward rules need: inputs of nonlinear layers."""
+    return {node.inputs[0] for node in graph.nodes if node.kind in NONLINEAR}
+
+
+def ibp_is_exact(graph: Graph) -> list[bool]:
+    """True for nodes that are one linear layer (plus elementwise affine/reshape) away from the input:
+    interval arithmetic is exact there, so backward propagation cannot improve it."""
+    mixing = [0] * len(graph.nodes)
+    exact = [True] * len(graph.nodes)
+    for index, node in enumerate(graph.nodes[1:], start=1):
+        parents = node.inputs
+        exact[index] = all(exact[p] for p in parents) and node.kind not in NONLINEAR and node.kind != G.ADD
+        mixing[index] = max(mixing[p] for p in parents) + (node.kind in MIXING)
+        exact[index] = exact[index] and mixing[index] <= 1
+    return exact
+
+
+def rows_per_chunk(problem: BoundProblem, total_rows: int, factor: int = 4) -> int:
+    """How many backward rows fit in the memory budget (rows are independent, so chunks are exact)."""
+    budget = problem.options.memory_budget or default_memory_budget(problem.lower.device)
+    widest = max(node.size for node in problem.graph.nodes)
+    per_row = problem.population * problem.batch * widest * problem.lower.element_size() * factor
+    return max(1, min(total_rows, budget // max(per_row, 1)))
+
+
+def refine_candidates(graph: Graph, index: int, interval: Interval) -> torch.Tensor:
+    """Flat indices of the neurons of ``index`` worth re-bounding (union over population and batch)."""
+    lo, hi = interval
+    consumers = {n.kind for n in graph.nodes if n.inputs and n.inputs[0] == index and n.kind in NONLINEAR}
+    if consumers == {G.RELU}:
+        mask = (lo < 0) & (hi > 0)
+    else:
+        mask = hi > lo
+    return mask.flatten(2).any(0).any(0).nonzero().squeeze(1)
+
+
+def start_rows(problem: BoundProblem, index: int, selected: torch.Tensor, with_upper: bool
+               ) -> tuple[int, torch.Tensor, torch.Tensor | float]:
+    """Backward start for bounding ``selected`` neurons of node ``index`` (rows: +e_i, then -e_i).
+
+    A linear node is stepped over directly: its selected weight rows are the start at its input.
+    """
+    node = problem.graph.nodes[index]
+    signs = [1.0, -1.0] if with_upper else [1.0]
+    if node.kind == G.LINEAR:
+        weight = L.param(node, problem.weights, "weight")[:, selected]  # [P, s, I]
+        bias = L.param(node, problem.weights, "bias")[:, selected]  # [P, s]
+        a = torch.cat([sign * weight for sign in signs], dim=1).unsqueeze(1)  # [P, 1, rows, I]
+        b = torch.cat([sign * bias for sign in signs], dim=1).unsqueeze(1)  # [P, 1, rows]
+        return node.inputs[0], a, b
+    eye = torch.zeros(len(selected), node.size, dtype=problem.lower.dtype, device=problem.lower.device)
+    eye[torch.arange(len(selected), device=eye.device), selected] = 1.0
+    a = torch.cat([sign * eye for sign in signs], dim=0).view(1, 1, -1, *node.shape)
+    return index, a, 0.0
+
+
+def backward_bounds(problem: BoundProblem, ctx: BackwardContext, start: int, a: torch.Tensor,
+                    bias0: torch.Tensor | float) -> torch.Tensor:
+    """Lower bounds ``[P, B, rows]`` of the rows ``a`` at node ``start`` over the input box."""
+    a_in, bias = backward(start, a, ctx)
+    return concretize(a_in, bias + bias0, problem.lower, problem.upper)
+
+
+def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: Interval) -> Interval:
+    """Tighten the interval of node ``index`` by backward propagation (intersected with it)."""
+    selected = refine_candidates(problem.graph, index, interval)
+    if selected.numel() == 0:
+        return interval
+    lo, hi = (t.flatten(2) for t in interval)
+    chunk = rows_per_chunk(problem, 2 * selected.numel()) // 2 or 1
+    new_lo, new_hi = [], []
+    for part in torch.split(selected, chunk):
+        start, a, b = start_rows(problem, index, part, with_upper=True)
+        bounds = backward_bounds(problem, ctx, start, a, b)
+        new_lo.append(bounds[..., :len(part)])
+        new_hi.append(-bounds[..., len(part):])
+    lb, ub = torch.cat(new_lo, -1), torch.cat(new_hi, -1)
+    shape = (lb.shape[0], lb.shape[1], -1)
+    pick = selected.view(1, 1, -1).expand(*lb.shape[:2], -1)
+    lo = lo.expand(*shape[:2], -1).scatter(2, pick, torch.maximum(lo.expand(*shape[:2], -1).gather(2, pick), lb))
+    hi = hi.expand(*shape[:2], -1).scatter(2, pick, torch.minimum(hi.expand(*shape[:2], -1).gather(2, pick), ub))
+    node_shape = problem.graph.nodes[index].shape
+    return lo.reshape(*lo.shape[:2], *node_shape), hi.reshape(*hi.shape[:2], *node_shape)
+
+
+def intermediate_intervals(problem: BoundProblem, relaxer: Callable, use_backward: bool) -> list[Interval]:
+    """Intervals of every node: IBP, refined by backward propagation where nonlinearities need them."""
+    graph = problem.graph
+    needed = bounded_nodes(graph) if use_backward else set()
+    exact = ibp_is_exact(graph)
+    intervals: list[Interval] = [(problem.lower, problem.upper)]
+    ctx = BackwardContext(graph, intervals, problem.weights, relaxer)
+    for index, node in enumerate(graph.nodes[1:], start=1):
+        interval = ibp_node(node, [intervals[i] for i in node.inputs], problem.weights)
+        if index in needed and not exact[index]:
+            interval = refine(problem, ctx, index, interval)
+        if problem.interval_hook is not None:
+            interval = problem.interval_hook(index, interval)
+        intervals.append(interval)
+    problem.intervals = intervals
+    return intervals
+
+
+def spec_rows(problem: BoundProblem) -> torch.Tensor:
+    """The rows to bound from below: C (and -C when upper bounds are wanted), as ``[B, rows, n_out]``."""
+    C = problem.C
+    if C is None:
+        n_out = problem.graph.nodes[-1].size
+        C = torch.eye(n_out, dtype=problem.lower.dtype, device=problem.lower.device)
+        C = C.unsqueeze(0).expand(problem.batch, n_out, n_out)
+    return torch.cat([C, -C], dim=1) if problem.want_upper else C
+
+
+def output_bounds(problem: BoundProblem, ctx: BackwardContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Backward propagation of the specification rows from the output node."""
+    rows = spec_rows(problem)
+    out = problem.graph.nodes[-1]
+    chunk = rows_per_chunk(problem, rows.shape[1])
+    parts = []
+    for part in torch.split(rows, chunk, dim=1):
+        a = part.reshape(1, part.shape[0], part.shape[1], *out.shape)
+        parts.append(backward_bounds(problem, ctx, len(problem.graph.nodes) - 1, a, 0.0))
+    return split_rows(problem, torch.cat(parts, -1))
+
+
+def split_rows(problem: BoundProblem, bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if not problem.want_upper:
+        return bounds, None
+    s = bounds.shape[-1] // 2
+    return bounds[..., :s], -bounds[..., s:]
+
+
+def intersect(problem: BoundProblem, intervals: list[Interval], lb: torch.Tensor, ub: torch.Tensor | None):
+    """Intersect spec bounds with IBP's (never looser than IBP)."""
+    ibp_lo, ibp_hi = spec_interval(problem.graph, intervals, problem.C, problem.weights)
+    lb = torch.maximum(lb, ibp_lo)
+    return lb, None if ub is None else torch.minimum(ub, ibp_hi)
+
+
+class CROWN(Relaxation):
+    name = "crown"
+    differentiable = True
+    backward_intermediates = True
+
+    def bound(self, problem: BoundProblem) -> tuple[torch.Tensor, torch.Tensor | None]:
+        relaxer = default_relaxer(problem.options)
+        intervals = intermediate_intervals(problem, relaxer, self.backward_intermediates)
+        ctx = BackwardContext(problem.graph, intervals, problem.weights, relaxer)
+        lb, ub = output_bounds(problem, ctx)
+        if problem.options.intersect_ibp:
+            lb, ub = intersect(problem, intervals, lb, ub)
+        return lb, ub
+
+
+class DeepPoly(CROWN):
+    """DeepPoly is CROWN's back-substitution with the same ReLU relaxation."""
+
+    name = "deeppoly"
+
+
+register_relaxation(CROWN())
+register_relaxation(DeepPoly())
