@@ -23,6 +23,7 @@ from glsverify.verify.witness import Counterexample, WitnessChecker
 @dataclass
 class InputSplitOptions:
     method: str = "crown"
+    heuristic: str = "coefficients"  # coefficients (|A| x width of the bound's linear form) | gradient
     batch: int = 512
     max_open: int = 5_000_000  # boxes kept in memory before giving up (answer unknown)
 
@@ -47,15 +48,21 @@ def input_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadli
         open_boxes -= lo.shape[0]
         processed += lo.shape[0]
         rounds += 1
-        row_lower = compute_bounds(graph, lo, hi, case.C, method=options.method, want_upper=False).lower
+        seen: dict[int, torch.Tensor] = {}
+        with torch.no_grad():
+            row_lower = compute_bounds(graph, lo, hi, case.C, method=options.method, want_upper=False,
+                                       visitor=lambda index, a: seen.__setitem__(index, a) if index == 0 else None
+                                       ).lower
         keep = ~case.proved(row_lower).all(dim=1)
         if not bool(keep.any()):
             continue
+        coeffs = seen[0].expand(1, len(keep), *seen[0].shape[2:])[0][keep]  # [N, R, *in]
         lo, hi, row_lower = lo[keep], hi[keep], row_lower[keep]
         found = _centre_counterexample(graph, case, checker, lo, hi)
         if found is not None:
             return SearchOutcome("sat", found, {"boxes": processed, "rounds": rounds})
-        dims = _split_dims(graph, case, lo, hi, row_lower)
+        dims = _split_dims(case, lo, hi, row_lower, coeffs) if options.heuristic == "coefficients" else \
+            _gradient_split_dims(graph, case, lo, hi, row_lower)
         left_hi, right_lo = hi.clone(), lo.clone()
         index = torch.arange(lo.shape[0], device=lo.device)
         flat_lo, flat_hi = lo.flatten(1), hi.flatten(1)
@@ -94,11 +101,26 @@ def _centre_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChec
     return None
 
 
-def _split_dims(graph: Graph, case: CaseProblem, lo: torch.Tensor, hi: torch.Tensor,
-                row_lower: torch.Tensor) -> torch.Tensor:
+def _split_dims(case: CaseProblem, lo: torch.Tensor, hi: torch.Tensor, row_lower: torch.Tensor,
+                coeffs: torch.Tensor) -> torch.Tensor:
+    """Per box, the dimension where the most promising row's linear bound loses most to the box:
+    ``|A_i| x width_i`` (halving that width recovers half of it)."""
+    best_row = _best_row(case, row_lower)
+    a = coeffs[torch.arange(coeffs.shape[0], device=coeffs.device), best_row].flatten(1)
+    return (a.abs() * (hi - lo).flatten(1)).argmax(dim=1)
+
+
+def _best_row(case: CaseProblem, row_lower: torch.Tensor) -> torch.Tensor:
+    """The row of an unproved polytope closest to a proof, per box."""
+    excess = row_lower - case.d
+    unproved = ~case.proved(row_lower).gather(1, case.owner.expand(row_lower.shape[0], -1))
+    return torch.where(unproved, excess, torch.full_like(excess, -float("inf"))).argmax(dim=1)
+
+
+def _gradient_split_dims(graph: Graph, case: CaseProblem, lo: torch.Tensor, hi: torch.Tensor,
+                         row_lower: torch.Tensor) -> torch.Tensor:
     """Per box, the input dimension with the largest smear of its most promising row."""
-    excess = row_lower - case.d  # the row closest to a proof, per box
-    best_row = excess.argmax(dim=1)
+    best_row = _best_row(case, row_lower)
     centres = ((lo + hi) / 2).requires_grad_(True)
     values = case.row_values(graph.forward(centres))
     chosen = values.gather(1, best_row.unsqueeze(1)).sum()
