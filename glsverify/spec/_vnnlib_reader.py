@@ -45,19 +45,20 @@ class ParseFailure(Exception):
 
 
 class Reader:
-    """One parse of one text. Terms are ``[x_atoms, y_rows]`` lists; an x atom is
+    """One parse of one text. A DNF is a list of terms ``[fast_atoms, x_atoms, y_rows]``: fast atoms
+    are numbers of ``(<= X_i c)`` atoms cut out by the fast path (see ``self.fast_atoms``), an x atom is
     ``(index, lower, upper)`` and a y row ``(((j, coef), ...), d)`` meaning ``sum coef*Y_j <= d``."""
 
     def __init__(self, text: str, fast: bool):
         self.fast = fast
         self.decl: dict[str, dict[int, int | None]] = {"X": {}, "Y": {}}
         self.first_use: dict[tuple[str, int], int] = {}
-        self.base: list = [[], []]  # the conjunction of all single-term asserts
+        self.base: list = [[], [], []]  # the conjunction of all single-term asserts
         self.factors: list[list] = []  # the DNFs of asserts with several (or zero) terms
         self.bulk_x = None
         self.form = 0  # token index of the command being read, for "never closed" errors
-        self.atoms: list = []  # the fast atoms, in file order
-        self.n_atoms = 0
+        self.fast_atoms = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))  # index, lower, upper
+        self.n_atoms = 0  # fast atoms consumed so far
         text = COMMENT.sub("", text) if not fast else self._take_fast_lines(_FAST_LINE.split(text))
         self.toks: list = TOKEN.findall(text) + [None] * 8
         self.n_toks = len(self.toks) - 8
@@ -79,11 +80,12 @@ class Reader:
                 raise ParseFailure("number out of range", None)
             self.bulk_x = (index, np.array([op == "<=" for op in ops]), value)
         pieces = _FAST_ATOM.split(COMMENT.sub("", PLACEHOLDER.join(parts[0::6])))
-        values = [float(v) for v in pieces[3::4]]
-        if _INF in values or -_INF in values:
+        value = np.array(list(map(float, pieces[3::4])), dtype=np.float64)
+        if not np.all(np.isfinite(value)):
             raise ParseFailure("number out of range", None)
-        self.atoms = [(int(i), -_INF, v) if op == "<=" else (int(i), v, _INF)
-                      for op, i, v in zip(pieces[1::4], pieces[2::4], values)]
+        is_upper = np.array(pieces[1::4]) == "<="
+        self.fast_atoms = (np.array(list(map(int, pieces[2::4])), dtype=np.int64),
+                           np.where(is_upper, -_INF, value), np.where(is_upper, value, _INF))
         return f" {ATOM_MARK} ".join(pieces[0::4])  # spaces: "(assert(<= X_0 1))" has none
 
     # ---- top level -------------------------------------------------------------------------------
@@ -106,8 +108,8 @@ class Reader:
                 if toks[j] != ")":
                     raise ParseFailure(_expected_close(toks[j]), j if toks[j] else i)
                 if len(dnf) == 1:
-                    self.base[0].extend(dnf[0][0])
-                    self.base[1].extend(dnf[0][1])
+                    for mine, theirs in zip(self.base, dnf[0]):
+                        mine.extend(theirs)
                 else:
                     self.factors.append(dnf)
                 i = j + 1
@@ -152,19 +154,24 @@ class Reader:
         while True:
             tok = toks[i]
             if tok == ATOM_MARK:
-                atom = self.atoms[self.n_atoms]
+                k = self.n_atoms
+                if stack and stack[-1][0] == "and" and len(stack[-1][2]) == 1:
+                    j = i + 1
+                    while toks[j] == ATOM_MARK:  # a run of atoms in one conjunction, taken at once
+                        j += 1
+                    stack[-1][2][0][0].extend(range(k, k + j - i))
+                    self.n_atoms += j - i
+                    i = j
+                    continue
                 self.n_atoms += 1
                 i += 1
-                if stack and stack[-1][0] == "and" and len(stack[-1][2]) == 1:
-                    stack[-1][2][0][0].append(atom)
-                    continue
-                result = [[[atom], []]]
+                result = [[[k], [], []]]
             elif tok == "(":
                 head = toks[i + 1]
                 if head == "and" or head == "or":
                     if len(stack) >= _MAX_DEPTH:
                         raise ParseFailure("formula nested too deeply", i)
-                    stack.append([head, i, [[[], []]] if head == "and" else []])
+                    stack.append([head, i, [[[], [], []]] if head == "and" else []])
                     i += 2
                     continue
                 if head in _CMP:
@@ -188,8 +195,8 @@ class Reader:
             frame = stack[-1]
             acc = frame[2]
             if len(result) == 1 and len(acc) == 1 and frame[0] == "and":
-                acc[0][0].extend(result[0][0])
-                acc[0][1].extend(result[0][1])
+                for mine, theirs in zip(acc[0], result[0]):
+                    mine.extend(theirs)
             elif frame[0] == "or":
                 frame[2].extend(result)
                 if len(frame[2]) > MAX_TERMS:
@@ -220,7 +227,7 @@ class Reader:
         if ys:
             row = (tuple(ys.items()), 0.0 - const)
             rows = [row] if op != "=" else [row, (tuple((j, -c) for j, c in ys.items()), const)]
-            return [[[], rows]], end
+            return [[[], [], rows]], end
         if len(xs) > 1:
             raise ParseFailure("a comparison between several input variables "
                                "(only boxes are supported)", i)
@@ -229,9 +236,9 @@ class Reader:
             raise ParseFailure("an input variable with coefficient 0", i)
         bound = (0.0 - const) / coef
         if op == "=":
-            return [[[(index, bound, bound)], []]], end
+            return [[[], [(index, bound, bound)], []]], end
         upper = coef > 0  # coef*x <= -const
-        return [[[(index, -_INF, bound) if upper else (index, bound, _INF)], []]], end
+        return [[[], [(index, -_INF, bound) if upper else (index, bound, _INF)], []]], end
 
     def _simple_atom(self, op: str, i: int) -> list | None:
         """The DNF of ``(op a b)`` with a variable and a number, or two distinct outputs; None for
@@ -245,7 +252,7 @@ class Reader:
             self._use(mb, i + 3)
             ja, jb = int(ma.group(2)), int(mb.group(2))
             below, above = (((ja, 1.0), (jb, -1.0)), 0.0), (((jb, 1.0), (ja, -1.0)), 0.0)
-            return [[[], [below] if op == "<=" else [above] if op == ">=" else [below, above]]]
+            return [[[], [], [below] if op == "<=" else [above] if op == ">=" else [below, above]]]
         var, num = (ma, b) if ma is not None else (mb, a)
         if var is None or not _NUM_RE.match(num):
             return None
@@ -258,9 +265,9 @@ class Reader:
         index = int(var.group(2))
         if var.group(1) == "X":
             bounds = (-_INF, value) if op == "<=" else (value, _INF) if op == ">=" else (value, value)
-            return [[[(index, *bounds)], []]]
+            return [[[], [(index, *bounds)], []]]
         below, above = (((index, 1.0),), value), (((index, -1.0),), -value)
-        return [[[], [below] if op == "<=" else [above] if op == ">=" else [below, above]]]
+        return [[[], [], [below] if op == "<=" else [above] if op == ">=" else [below, above]]]
 
     def _use(self, match: re.Match, j: int) -> None:
         if not self.fast:
@@ -329,7 +336,7 @@ class Reader:
                 raise ParseFailure("undeclared input variable", None)
             np.minimum.at(upper, index[is_upper], value[is_upper])
             np.maximum.at(lower, index[~is_upper], value[~is_upper])
-        _tighten(lower, upper, self.base[0])
+        self._tighten(lower, upper, self.base[0], self.base[1])
         n_terms = 1
         for factor in self.factors:
             n_terms *= len(factor)
@@ -337,16 +344,17 @@ class Reader:
                 raise ParseFailure(f"the asserts expand to more than {MAX_TERMS} DNF terms", None)
         groups: dict[bytes, tuple[InputBox, list]] = {}
         for combo in itertools.product(*self.factors):
-            xs = [a for term in combo for a in term[0]]
-            lo, hi = (lower, upper) if not xs else (lower.copy(), upper.copy())
-            _tighten(lo, hi, xs)
+            ks = [k for term in combo for k in term[0]]
+            xs = [a for term in combo for a in term[1]]
+            lo, hi = (lower, upper) if not (xs or ks) else (lower.copy(), upper.copy())
+            self._tighten(lo, hi, ks, xs)
             if np.any(lo > hi):
                 continue  # an empty box: this term can never be satisfied
             key = lo.tobytes() + hi.tobytes()
             if key not in groups:
                 self._check_bounded(lo, hi)
                 groups[key] = (InputBox(lo, hi), [])
-            rows = self.base[1] + [r for term in combo for r in term[1]]
+            rows = self.base[2] + [r for term in combo for r in term[2]]
             groups[key][1].append(_polytope(rows, n_out))
         cases = tuple(Case(box, tuple(polys)) for box, polys in groups.values())
         return Property(n_in, n_out, cases)
@@ -378,6 +386,16 @@ class Reader:
             raise ParseFailure(f"input X_{k} has no {side} bound (verification needs a finite "
                                "input box)", self.decl["X"].get(k))
 
+    def _tighten(self, lower: np.ndarray, upper: np.ndarray, fast: list, atoms: list) -> None:
+        """Intersect the box with fast atoms (by number) and x atoms ``(index, lower, upper)``."""
+        if fast:
+            index, lo, hi = (a[fast] for a in self.fast_atoms)
+            if index.max() >= len(lower):
+                raise ParseFailure("undeclared input variable", None)
+            np.maximum.at(lower, index, lo)
+            np.minimum.at(upper, index, hi)
+        _tighten(lower, upper, atoms)
+
 
 def _expected_close(found: str | None) -> str:
     return f"expected ')', found {found!r}" if found else \
@@ -401,14 +419,13 @@ def _scale(a: tuple, factor: float) -> tuple[dict, dict, float]:
 def _conjoin(a: list, b: list, at: int) -> list:
     """DNF of ``a and b``; extends in place when ``b`` is a single term (the common case)."""
     if len(b) == 1:
-        bx, by = b[0]
         for term in a:
-            term[0].extend(bx)
-            term[1].extend(by)
+            for mine, theirs in zip(term, b[0]):
+                mine.extend(theirs)
         return a
     if len(a) * len(b) > MAX_TERMS:
         raise ParseFailure(f"conjunction expands to more than {MAX_TERMS} DNF terms", at)
-    return [[ta[0] + tb[0], ta[1] + tb[1]] for ta in a for tb in b]
+    return [[ta[0] + tb[0], ta[1] + tb[1], ta[2] + tb[2]] for ta in a for tb in b]
 
 
 def _tighten(lower: np.ndarray, upper: np.ndarray, atoms: list) -> None:
