@@ -12,9 +12,10 @@ import re
 
 import numpy as np
 
-from glsverify.spec.property import Case, InputBox, OutputPolytope, Property
+from glsverify.spec._dnf import (MAX_TERMS, ParseFailure, combine, conjoin, expected_close, polytope,
+                                  scale, tighten)
+from glsverify.spec.property import Case, InputBox, Property
 
-MAX_TERMS = 100_000  # DNF terms beyond this are refused: a verifier could not enumerate them anyway
 _MAX_DEPTH = 200  # nesting of and/or, and of arithmetic; deeper is refused rather than overflowing
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _NUM_RE = re.compile(_NUM + r"\Z")
@@ -34,14 +35,6 @@ _CMP = ("<=", ">=", "=")
 _PARENS = ("(", ")", None)
 _IGNORED = {"check-sat": 0, "get-model": 0, "exit": 0, "set-logic": 1}
 _INF = float("inf")
-
-
-class ParseFailure(Exception):
-    """Internal: a parse failure at token index ``at`` (or at no token when None)."""
-
-    def __init__(self, message: str, at: int | None):
-        super().__init__(message)
-        self.message, self.at = message, at
 
 
 class Reader:
@@ -106,7 +99,7 @@ class Reader:
             elif head == "assert":
                 dnf, j = self._formula(i + 2, i)
                 if toks[j] != ")":
-                    raise ParseFailure(_expected_close(toks[j]), j if toks[j] else i)
+                    raise ParseFailure(expected_close(toks[j]), j if toks[j] else i)
                 if len(dnf) == 1:
                     for mine, theirs in zip(self.base, dnf[0]):
                         mine.extend(theirs)
@@ -118,7 +111,7 @@ class Reader:
                 if _IGNORED[head] and toks[i + 2] in ("(", ")", None):
                     raise ParseFailure(f"{head} needs a symbol", i + 2)
                 if toks[j] != ")":
-                    raise ParseFailure(_expected_close(toks[j]), j if toks[j] else i)
+                    raise ParseFailure(expected_close(toks[j]), j if toks[j] else i)
                 i = j + 1
             elif head is None:
                 raise ParseFailure("unbalanced parentheses: this '(' is never closed", i)
@@ -140,7 +133,7 @@ class Reader:
         if sort != "Real":
             raise ParseFailure(f"unsupported sort {sort!r} (only Real)", i + 3)
         if close != ")":
-            raise ParseFailure(_expected_close(close), i + 4 if close else i)
+            raise ParseFailure(expected_close(close), i + 4 if close else i)
         table, index = self.decl[match.group(1)], int(match.group(2))
         if index in table:
             raise ParseFailure(f"duplicate declaration of {name}", i + 2)
@@ -202,7 +195,7 @@ class Reader:
                 if len(frame[2]) > MAX_TERMS:
                     raise ParseFailure(f"disjunction has more than {MAX_TERMS} terms", frame[1])
             else:
-                frame[2] = _conjoin(frame[2], result, frame[1])
+                frame[2] = conjoin(frame[2], result, frame[1])
 
     def _atom(self, i: int) -> tuple[list, int]:
         toks = self.toks
@@ -216,10 +209,10 @@ class Reader:
             lhs, j = self._expr(i + 2, 0)
             rhs, j = self._expr(j, 0)
             if toks[j] != ")":
-                raise ParseFailure(_expected_close(toks[j]), j if toks[j] else self.form)
+                raise ParseFailure(expected_close(toks[j]), j if toks[j] else self.form)
             end = j + 1
         # lhs - rhs <= 0 for '<=', rhs - lhs <= 0 for '>='
-        xs, ys, const = _combine(lhs, rhs, -1.0) if op != ">=" else _combine(rhs, lhs, -1.0)
+        xs, ys, const = combine(lhs, rhs, -1.0) if op != ">=" else combine(rhs, lhs, -1.0)
         if xs and ys:
             raise ParseFailure("a comparison mixes input (X) and output (Y) variables", i)
         if not xs and not ys:
@@ -312,18 +305,18 @@ class Reader:
         if not args:
             raise ParseFailure(f"operator {op!r} needs operands", j + 1)
         if op == "-" and len(args) == 1:
-            return _combine(({}, {}, 0.0), args[0], -1.0), k + 1
+            return combine(({}, {}, 0.0), args[0], -1.0), k + 1
         if op in "+-":
             total = args[0]
             for arg in args[1:]:
-                total = _combine(total, arg, 1.0 if op == "+" else -1.0)
+                total = combine(total, arg, 1.0 if op == "+" else -1.0)
             return total, k + 1
         product = ({}, {}, 1.0)
         for arg in args:
             if (product[0] or product[1]) and (arg[0] or arg[1]):
                 raise ParseFailure("a product of variables is not linear", j)
-            product = _scale(arg, product[2]) if not (product[0] or product[1]) else \
-                _scale(product, arg[2])
+            product = scale(arg, product[2]) if not (product[0] or product[1]) else \
+                scale(product, arg[2])
         return product, k + 1
 
     # ---- assembly --------------------------------------------------------------------------------
@@ -355,7 +348,7 @@ class Reader:
                 self._check_bounded(lo, hi)
                 groups[key] = (InputBox(lo, hi), [])
             rows = self.base[2] + [r for term in combo for r in term[2]]
-            groups[key][1].append(_polytope(rows, n_out))
+            groups[key][1].append(polytope(rows, n_out))
         cases = tuple(Case(box, tuple(polys)) for box, polys in groups.values())
         return Property(n_in, n_out, cases)
 
@@ -394,56 +387,5 @@ class Reader:
                 raise ParseFailure("undeclared input variable", None)
             np.maximum.at(lower, index, lo)
             np.minimum.at(upper, index, hi)
-        _tighten(lower, upper, atoms)
+        tighten(lower, upper, atoms)
 
-
-def _expected_close(found: str | None) -> str:
-    return f"expected ')', found {found!r}" if found else \
-        "unbalanced parentheses: this '(' is never closed"
-
-
-def _combine(a: tuple, b: tuple, sign: float) -> tuple[dict, dict, float]:
-    """``a + sign * b`` for linear expressions ``(x coefs, y coefs, constant)``."""
-    xs, ys = dict(a[0]), dict(a[1])
-    for mine, theirs in ((xs, b[0]), (ys, b[1])):
-        for key, coef in theirs.items():
-            mine[key] = mine.get(key, 0.0) + sign * coef
-    return xs, ys, a[2] + sign * b[2]
-
-
-def _scale(a: tuple, factor: float) -> tuple[dict, dict, float]:
-    return ({k: factor * c for k, c in a[0].items()}, {k: factor * c for k, c in a[1].items()},
-            factor * a[2])
-
-
-def _conjoin(a: list, b: list, at: int) -> list:
-    """DNF of ``a and b``; extends in place when ``b`` is a single term (the common case)."""
-    if len(b) == 1:
-        for term in a:
-            for mine, theirs in zip(term, b[0]):
-                mine.extend(theirs)
-        return a
-    if len(a) * len(b) > MAX_TERMS:
-        raise ParseFailure(f"conjunction expands to more than {MAX_TERMS} DNF terms", at)
-    return [[ta[0] + tb[0], ta[1] + tb[1], ta[2] + tb[2]] for ta in a for tb in b]
-
-
-def _tighten(lower: np.ndarray, upper: np.ndarray, atoms: list) -> None:
-    for index, lo, hi in atoms:
-        if index >= len(lower):
-            raise ParseFailure(f"undeclared variable X_{index}", None)
-        if lo > lower[index]:
-            lower[index] = lo
-        if hi < upper[index]:
-            upper[index] = hi
-
-
-def _polytope(rows: list, n_out: int) -> OutputPolytope:
-    C, d = np.zeros((len(rows), n_out)), np.zeros(len(rows))
-    for r, (coefs, rhs) in enumerate(rows):
-        for j, coef in coefs:
-            if j >= n_out:
-                raise ParseFailure(f"undeclared variable Y_{j}", None)
-            C[r, j] = coef
-        d[r] = rhs
-    return OutputPolytope(C, d)
