@@ -108,7 +108,7 @@ class Reader:
                 i = j + 1
             elif head in _IGNORED:
                 j = i + 2 + _IGNORED[head]
-                if _IGNORED[head] and toks[i + 2] in ("(", ")", None):
+                if _IGNORED[head] and toks[i + 2] in (*_PARENS, ATOM_MARK, PLACEHOLDER):
                     raise ParseFailure(f"{head} needs a symbol", i + 2)
                 if toks[j] != ")":
                     raise ParseFailure(expected_close(toks[j]), j if toks[j] else i)
@@ -321,6 +321,8 @@ class Reader:
 
     # ---- assembly --------------------------------------------------------------------------------
     def _build(self) -> Property:
+        if self.n_atoms != len(self.fast_atoms[0]):  # a marked atom in a place no atom may be
+            raise ParseFailure("misplaced comparison", None)
         n_in, n_out = self._check_declarations()
         lower, upper = np.full(n_in, -_INF), np.full(n_in, _INF)
         if self.bulk_x is not None:

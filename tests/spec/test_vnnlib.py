@@ -281,6 +281,15 @@ def test_errors_deep_inside_large_fast_path_files_are_located():
     assert (info.value.line, info.value.column) == (9, 16)
 
 
+def test_fast_path_marks_in_odd_places_fall_back_to_the_plain_reader():
+    with pytest.raises(VnnlibError, match="set-logic needs a symbol") as info:
+        parse_vnnlib_text(UNIT2 + "(set-logic (<= X_0 1))\n(assert (<= Y_0 1))")
+    assert (info.value.line, info.value.column) == (10, 12)
+    with pytest.raises(VnnlibError, match="unsupported operator '<=' in an arithmetic term") as info:
+        parse_vnnlib_text(UNIT2 + "(assert (<= (<= X_0 1) 2))")
+    assert (info.value.line, info.value.column) == (10, 14)
+
+
 def test_expected_counts_are_checked():
     with pytest.raises(VnnlibError, match="declares 2 input variables but the network has 3"):
         parse_vnnlib_text(UNIT2, n_inputs=3)
