@@ -425,3 +425,19 @@ def test_mnist_properties_are_robustness_balls_around_their_label():
         eps = float(path.stem.split("_")[-1])
         width = case.box.upper - case.box.lower
         assert np.all(width <= 2 * eps + 1e-6) and np.all(case.box.lower >= 0) and np.all(case.box.upper <= 1)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(properties(), st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(
+    ["", "(", ")", " ", "\n", ";", "X_1", "Y_0", "-", ".", "e", "0", "and", "or", "<=", ">=", "\x00", "\x01"])),
+    min_size=1, max_size=4))
+def test_mangled_files_raise_vnnlib_error_or_parse_like_the_plain_reader(prop, edits):
+    text = write_vnnlib(prop)
+    for position, insert in edits:  # replace one character by the insert ("" deletes it)
+        k = position % len(text)
+        text = text[:k] + insert + text[k + 1:]
+    try:
+        parsed = parse_vnnlib_text(text)
+    except VnnlibError:
+        return
+    assert same_property(parsed, plain(text))
