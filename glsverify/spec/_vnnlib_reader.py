@@ -12,9 +12,10 @@ import re
 
 import numpy as np
 
-from glsverify.spec.property import Case, InputBox, OutputPolytope, Property
+from glsverify.spec._dnf import (MAX_TERMS, ParseFailure, combine, conjoin, expected_close, polytope,
+                                  scale, tighten)
+from glsverify.spec.property import Case, InputBox, Property
 
-MAX_TERMS = 100_000  # DNF terms beyond this are refused: a verifier could not enumerate them anyway
 _MAX_DEPTH = 200  # nesting of and/or, and of arithmetic; deeper is refused rather than overflowing
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _NUM_RE = re.compile(_NUM + r"\Z")
@@ -36,28 +37,21 @@ _IGNORED = {"check-sat": 0, "get-model": 0, "exit": 0, "set-logic": 1}
 _INF = float("inf")
 
 
-class ParseFailure(Exception):
-    """Internal: a parse failure at token index ``at`` (or at no token when None)."""
-
-    def __init__(self, message: str, at: int | None):
-        super().__init__(message)
-        self.message, self.at = message, at
-
-
 class Reader:
-    """One parse of one text. Terms are ``[x_atoms, y_rows]`` lists; an x atom is
+    """One parse of one text. A DNF is a list of terms ``[fast_atoms, x_atoms, y_rows]``: fast atoms
+    are numbers of ``(<= X_i c)`` atoms cut out by the fast path (see ``self.fast_atoms``), an x atom is
     ``(index, lower, upper)`` and a y row ``(((j, coef), ...), d)`` meaning ``sum coef*Y_j <= d``."""
 
     def __init__(self, text: str, fast: bool):
         self.fast = fast
         self.decl: dict[str, dict[int, int | None]] = {"X": {}, "Y": {}}
         self.first_use: dict[tuple[str, int], int] = {}
-        self.base: list = [[], []]  # the conjunction of all single-term asserts
+        self.base: list = [[], [], []]  # the conjunction of all single-term asserts
         self.factors: list[list] = []  # the DNFs of asserts with several (or zero) terms
         self.bulk_x = None
         self.form = 0  # token index of the command being read, for "never closed" errors
-        self.atoms: list = []  # the fast atoms, in file order
-        self.n_atoms = 0
+        self.fast_atoms = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))  # index, lower, upper
+        self.n_atoms = 0  # fast atoms consumed so far
         text = COMMENT.sub("", text) if not fast else self._take_fast_lines(_FAST_LINE.split(text))
         self.toks: list = TOKEN.findall(text) + [None] * 8
         self.n_toks = len(self.toks) - 8
@@ -79,11 +73,12 @@ class Reader:
                 raise ParseFailure("number out of range", None)
             self.bulk_x = (index, np.array([op == "<=" for op in ops]), value)
         pieces = _FAST_ATOM.split(COMMENT.sub("", PLACEHOLDER.join(parts[0::6])))
-        values = [float(v) for v in pieces[3::4]]
-        if _INF in values or -_INF in values:
+        value = np.array(list(map(float, pieces[3::4])), dtype=np.float64)
+        if not np.all(np.isfinite(value)):
             raise ParseFailure("number out of range", None)
-        self.atoms = [(int(i), -_INF, v) if op == "<=" else (int(i), v, _INF)
-                      for op, i, v in zip(pieces[1::4], pieces[2::4], values)]
+        is_upper = np.array(pieces[1::4]) == "<="
+        self.fast_atoms = (np.array(list(map(int, pieces[2::4])), dtype=np.int64),
+                           np.where(is_upper, -_INF, value), np.where(is_upper, value, _INF))
         return f" {ATOM_MARK} ".join(pieces[0::4])  # spaces: "(assert(<= X_0 1))" has none
 
     # ---- top level -------------------------------------------------------------------------------
@@ -104,19 +99,19 @@ class Reader:
             elif head == "assert":
                 dnf, j = self._formula(i + 2, i)
                 if toks[j] != ")":
-                    raise ParseFailure(_expected_close(toks[j]), j if toks[j] else i)
+                    raise ParseFailure(expected_close(toks[j]), j if toks[j] else i)
                 if len(dnf) == 1:
-                    self.base[0].extend(dnf[0][0])
-                    self.base[1].extend(dnf[0][1])
+                    for mine, theirs in zip(self.base, dnf[0]):
+                        mine.extend(theirs)
                 else:
                     self.factors.append(dnf)
                 i = j + 1
             elif head in _IGNORED:
                 j = i + 2 + _IGNORED[head]
-                if _IGNORED[head] and toks[i + 2] in ("(", ")", None):
+                if _IGNORED[head] and toks[i + 2] in (*_PARENS, ATOM_MARK, PLACEHOLDER):
                     raise ParseFailure(f"{head} needs a symbol", i + 2)
                 if toks[j] != ")":
-                    raise ParseFailure(_expected_close(toks[j]), j if toks[j] else i)
+                    raise ParseFailure(expected_close(toks[j]), j if toks[j] else i)
                 i = j + 1
             elif head is None:
                 raise ParseFailure("unbalanced parentheses: this '(' is never closed", i)
@@ -138,7 +133,7 @@ class Reader:
         if sort != "Real":
             raise ParseFailure(f"unsupported sort {sort!r} (only Real)", i + 3)
         if close != ")":
-            raise ParseFailure(_expected_close(close), i + 4 if close else i)
+            raise ParseFailure(expected_close(close), i + 4 if close else i)
         table, index = self.decl[match.group(1)], int(match.group(2))
         if index in table:
             raise ParseFailure(f"duplicate declaration of {name}", i + 2)
@@ -152,19 +147,24 @@ class Reader:
         while True:
             tok = toks[i]
             if tok == ATOM_MARK:
-                atom = self.atoms[self.n_atoms]
+                k = self.n_atoms
+                if stack and stack[-1][0] == "and" and len(stack[-1][2]) == 1:
+                    j = i + 1
+                    while toks[j] == ATOM_MARK:  # a run of atoms in one conjunction, taken at once
+                        j += 1
+                    stack[-1][2][0][0].extend(range(k, k + j - i))
+                    self.n_atoms += j - i
+                    i = j
+                    continue
                 self.n_atoms += 1
                 i += 1
-                if stack and stack[-1][0] == "and" and len(stack[-1][2]) == 1:
-                    stack[-1][2][0][0].append(atom)
-                    continue
-                result = [[[atom], []]]
+                result = [[[k], [], []]]
             elif tok == "(":
                 head = toks[i + 1]
                 if head == "and" or head == "or":
                     if len(stack) >= _MAX_DEPTH:
                         raise ParseFailure("formula nested too deeply", i)
-                    stack.append([head, i, [[[], []]] if head == "and" else []])
+                    stack.append([head, i, [[[], [], []]] if head == "and" else []])
                     i += 2
                     continue
                 if head in _CMP:
@@ -188,14 +188,14 @@ class Reader:
             frame = stack[-1]
             acc = frame[2]
             if len(result) == 1 and len(acc) == 1 and frame[0] == "and":
-                acc[0][0].extend(result[0][0])
-                acc[0][1].extend(result[0][1])
+                for mine, theirs in zip(acc[0], result[0]):
+                    mine.extend(theirs)
             elif frame[0] == "or":
                 frame[2].extend(result)
                 if len(frame[2]) > MAX_TERMS:
                     raise ParseFailure(f"disjunction has more than {MAX_TERMS} terms", frame[1])
             else:
-                frame[2] = _conjoin(frame[2], result, frame[1])
+                frame[2] = conjoin(frame[2], result, frame[1])
 
     def _atom(self, i: int) -> tuple[list, int]:
         toks = self.toks
@@ -209,10 +209,10 @@ class Reader:
             lhs, j = self._expr(i + 2, 0)
             rhs, j = self._expr(j, 0)
             if toks[j] != ")":
-                raise ParseFailure(_expected_close(toks[j]), j if toks[j] else self.form)
+                raise ParseFailure(expected_close(toks[j]), j if toks[j] else self.form)
             end = j + 1
         # lhs - rhs <= 0 for '<=', rhs - lhs <= 0 for '>='
-        xs, ys, const = _combine(lhs, rhs, -1.0) if op != ">=" else _combine(rhs, lhs, -1.0)
+        xs, ys, const = combine(lhs, rhs, -1.0) if op != ">=" else combine(rhs, lhs, -1.0)
         if xs and ys:
             raise ParseFailure("a comparison mixes input (X) and output (Y) variables", i)
         if not xs and not ys:
@@ -220,7 +220,7 @@ class Reader:
         if ys:
             row = (tuple(ys.items()), 0.0 - const)
             rows = [row] if op != "=" else [row, (tuple((j, -c) for j, c in ys.items()), const)]
-            return [[[], rows]], end
+            return [[[], [], rows]], end
         if len(xs) > 1:
             raise ParseFailure("a comparison between several input variables "
                                "(only boxes are supported)", i)
@@ -229,9 +229,9 @@ class Reader:
             raise ParseFailure("an input variable with coefficient 0", i)
         bound = (0.0 - const) / coef
         if op == "=":
-            return [[[(index, bound, bound)], []]], end
+            return [[[], [(index, bound, bound)], []]], end
         upper = coef > 0  # coef*x <= -const
-        return [[[(index, -_INF, bound) if upper else (index, bound, _INF)], []]], end
+        return [[[], [(index, -_INF, bound) if upper else (index, bound, _INF)], []]], end
 
     def _simple_atom(self, op: str, i: int) -> list | None:
         """The DNF of ``(op a b)`` with a variable and a number, or two distinct outputs; None for
@@ -245,7 +245,7 @@ class Reader:
             self._use(mb, i + 3)
             ja, jb = int(ma.group(2)), int(mb.group(2))
             below, above = (((ja, 1.0), (jb, -1.0)), 0.0), (((jb, 1.0), (ja, -1.0)), 0.0)
-            return [[[], [below] if op == "<=" else [above] if op == ">=" else [below, above]]]
+            return [[[], [], [below] if op == "<=" else [above] if op == ">=" else [below, above]]]
         var, num = (ma, b) if ma is not None else (mb, a)
         if var is None or not _NUM_RE.match(num):
             return None
@@ -258,9 +258,9 @@ class Reader:
         index = int(var.group(2))
         if var.group(1) == "X":
             bounds = (-_INF, value) if op == "<=" else (value, _INF) if op == ">=" else (value, value)
-            return [[[(index, *bounds)], []]]
+            return [[[], [(index, *bounds)], []]]
         below, above = (((index, 1.0),), value), (((index, -1.0),), -value)
-        return [[[], [below] if op == "<=" else [above] if op == ">=" else [below, above]]]
+        return [[[], [], [below] if op == "<=" else [above] if op == ">=" else [below, above]]]
 
     def _use(self, match: re.Match, j: int) -> None:
         if not self.fast:
@@ -305,22 +305,24 @@ class Reader:
         if not args:
             raise ParseFailure(f"operator {op!r} needs operands", j + 1)
         if op == "-" and len(args) == 1:
-            return _combine(({}, {}, 0.0), args[0], -1.0), k + 1
+            return combine(({}, {}, 0.0), args[0], -1.0), k + 1
         if op in "+-":
             total = args[0]
             for arg in args[1:]:
-                total = _combine(total, arg, 1.0 if op == "+" else -1.0)
+                total = combine(total, arg, 1.0 if op == "+" else -1.0)
             return total, k + 1
         product = ({}, {}, 1.0)
         for arg in args:
             if (product[0] or product[1]) and (arg[0] or arg[1]):
                 raise ParseFailure("a product of variables is not linear", j)
-            product = _scale(arg, product[2]) if not (product[0] or product[1]) else \
-                _scale(product, arg[2])
+            product = scale(arg, product[2]) if not (product[0] or product[1]) else \
+                scale(product, arg[2])
         return product, k + 1
 
     # ---- assembly --------------------------------------------------------------------------------
     def _build(self) -> Property:
+        if self.n_atoms != len(self.fast_atoms[0]):  # a marked atom in a place no atom may be
+            raise ParseFailure("misplaced comparison", None)
         n_in, n_out = self._check_declarations()
         lower, upper = np.full(n_in, -_INF), np.full(n_in, _INF)
         if self.bulk_x is not None:
@@ -329,7 +331,7 @@ class Reader:
                 raise ParseFailure("undeclared input variable", None)
             np.minimum.at(upper, index[is_upper], value[is_upper])
             np.maximum.at(lower, index[~is_upper], value[~is_upper])
-        _tighten(lower, upper, self.base[0])
+        self._tighten(lower, upper, self.base[0], self.base[1])
         n_terms = 1
         for factor in self.factors:
             n_terms *= len(factor)
@@ -337,17 +339,18 @@ class Reader:
                 raise ParseFailure(f"the asserts expand to more than {MAX_TERMS} DNF terms", None)
         groups: dict[bytes, tuple[InputBox, list]] = {}
         for combo in itertools.product(*self.factors):
-            xs = [a for term in combo for a in term[0]]
-            lo, hi = (lower, upper) if not xs else (lower.copy(), upper.copy())
-            _tighten(lo, hi, xs)
+            ks = [k for term in combo for k in term[0]]
+            xs = [a for term in combo for a in term[1]]
+            lo, hi = (lower, upper) if not (xs or ks) else (lower.copy(), upper.copy())
+            self._tighten(lo, hi, ks, xs)
             if np.any(lo > hi):
                 continue  # an empty box: this term can never be satisfied
             key = lo.tobytes() + hi.tobytes()
             if key not in groups:
                 self._check_bounded(lo, hi)
                 groups[key] = (InputBox(lo, hi), [])
-            rows = self.base[1] + [r for term in combo for r in term[1]]
-            groups[key][1].append(_polytope(rows, n_out))
+            rows = self.base[2] + [r for term in combo for r in term[2]]
+            groups[key][1].append(polytope(rows, n_out))
         cases = tuple(Case(box, tuple(polys)) for box, polys in groups.values())
         return Property(n_in, n_out, cases)
 
@@ -378,55 +381,13 @@ class Reader:
             raise ParseFailure(f"input X_{k} has no {side} bound (verification needs a finite "
                                "input box)", self.decl["X"].get(k))
 
+    def _tighten(self, lower: np.ndarray, upper: np.ndarray, fast: list, atoms: list) -> None:
+        """Intersect the box with fast atoms (by number) and x atoms ``(index, lower, upper)``."""
+        if fast:
+            index, lo, hi = (a[fast] for a in self.fast_atoms)
+            if index.max() >= len(lower):
+                raise ParseFailure("undeclared input variable", None)
+            np.maximum.at(lower, index, lo)
+            np.minimum.at(upper, index, hi)
+        tighten(lower, upper, atoms)
 
-def _expected_close(found: str | None) -> str:
-    return f"expected ')', found {found!r}" if found else \
-        "unbalanced parentheses: this '(' is never closed"
-
-
-def _combine(a: tuple, b: tuple, sign: float) -> tuple[dict, dict, float]:
-    """``a + sign * b`` for linear expressions ``(x coefs, y coefs, constant)``."""
-    xs, ys = dict(a[0]), dict(a[1])
-    for mine, theirs in ((xs, b[0]), (ys, b[1])):
-        for key, coef in theirs.items():
-            mine[key] = mine.get(key, 0.0) + sign * coef
-    return xs, ys, a[2] + sign * b[2]
-
-
-def _scale(a: tuple, factor: float) -> tuple[dict, dict, float]:
-    return ({k: factor * c for k, c in a[0].items()}, {k: factor * c for k, c in a[1].items()},
-            factor * a[2])
-
-
-def _conjoin(a: list, b: list, at: int) -> list:
-    """DNF of ``a and b``; extends in place when ``b`` is a single term (the common case)."""
-    if len(b) == 1:
-        bx, by = b[0]
-        for term in a:
-            term[0].extend(bx)
-            term[1].extend(by)
-        return a
-    if len(a) * len(b) > MAX_TERMS:
-        raise ParseFailure(f"conjunction expands to more than {MAX_TERMS} DNF terms", at)
-    return [[ta[0] + tb[0], ta[1] + tb[1]] for ta in a for tb in b]
-
-
-def _tighten(lower: np.ndarray, upper: np.ndarray, atoms: list) -> None:
-    for index, lo, hi in atoms:
-        if index >= len(lower):
-            raise ParseFailure(f"undeclared variable X_{index}", None)
-        if lo > lower[index]:
-            lower[index] = lo
-        if hi < upper[index]:
-            upper[index] = hi
-
-
-def _polytope(rows: list, n_out: int) -> OutputPolytope:
-    C, d = np.zeros((len(rows), n_out)), np.zeros(len(rows))
-    for r, (coefs, rhs) in enumerate(rows):
-        for j, coef in coefs:
-            if j >= n_out:
-                raise ParseFailure(f"undeclared variable Y_{j}", None)
-            C[r, j] = coef
-        d[r] = rhs
-    return OutputPolytope(C, d)

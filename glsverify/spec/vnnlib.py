@@ -34,8 +34,8 @@ import numpy as np
 
 from glsverify.errors import VnnlibError
 from glsverify.io_utils import atomic_write_text
-from glsverify.spec._vnnlib_reader import (ATOM_MARK, COMMENT, MAX_TERMS, PLACEHOLDER, TOKEN,
-                                           ParseFailure, Reader)
+from glsverify.spec._dnf import MAX_TERMS, ParseFailure
+from glsverify.spec._vnnlib_reader import ATOM_MARK, COMMENT, PLACEHOLDER, TOKEN, Reader
 from glsverify.spec.property import InputBox, OutputPolytope, Property
 
 __all__ = ["MAX_TERMS", "VnnlibError", "parse_vnnlib", "parse_vnnlib_text", "write_vnnlib"]

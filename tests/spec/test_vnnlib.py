@@ -281,6 +281,15 @@ def test_errors_deep_inside_large_fast_path_files_are_located():
     assert (info.value.line, info.value.column) == (9, 16)
 
 
+def test_fast_path_marks_in_odd_places_fall_back_to_the_plain_reader():
+    with pytest.raises(VnnlibError, match="set-logic needs a symbol") as info:
+        parse_vnnlib_text(UNIT2 + "(set-logic (<= X_0 1))\n(assert (<= Y_0 1))")
+    assert (info.value.line, info.value.column) == (10, 12)
+    with pytest.raises(VnnlibError, match="unsupported operator '<=' in an arithmetic term") as info:
+        parse_vnnlib_text(UNIT2 + "(assert (<= (<= X_0 1) 2))")
+    assert (info.value.line, info.value.column) == (10, 14)
+
+
 def test_expected_counts_are_checked():
     with pytest.raises(VnnlibError, match="declares 2 input variables but the network has 3"):
         parse_vnnlib_text(UNIT2, n_inputs=3)
@@ -416,3 +425,19 @@ def test_mnist_properties_are_robustness_balls_around_their_label():
         eps = float(path.stem.split("_")[-1])
         width = case.box.upper - case.box.lower
         assert np.all(width <= 2 * eps + 1e-6) and np.all(case.box.lower >= 0) and np.all(case.box.upper <= 1)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(properties(), st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(
+    ["", "(", ")", " ", "\n", ";", "X_1", "Y_0", "-", ".", "e", "0", "and", "or", "<=", ">=", "\x00", "\x01"])),
+    min_size=1, max_size=4))
+def test_mangled_files_raise_vnnlib_error_or_parse_like_the_plain_reader(prop, edits):
+    text = write_vnnlib(prop)
+    for position, insert in edits:  # replace one character by the insert ("" deletes it)
+        k = position % len(text)
+        text = text[:k] + insert + text[k + 1:]
+    try:
+        parsed = parse_vnnlib_text(text)
+    except VnnlibError:
+        return
+    assert same_property(parsed, plain(text))
