@@ -52,7 +52,7 @@ def test_truncated_file_is_refused(tmp_path):
     data = small_model().SerializeToString()
     path = tmp_path / "half.onnx"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InvalidModelError, match="not an ONNX model|truncated|checker") as info:
+    with pytest.raises(InvalidModelError, match="truncated") as info:
         import_onnx(path)
     assert "\n" not in str(info.value)
 

@@ -446,7 +446,7 @@ def refused_average_pool_asymmetric_padding():
     return make_model(nodes, [1, 2, 5, 5]), ("AveragePool", "pool")
 
 
-def refused_matmul_w_x_with_batch():
+def refused_matmul_w_x_column_sample():
     return make_model([node("MatMul", ["w", "x"], "y", name="left")], [4, 1], [const("w", rand(1, 3, 4))]), \
         ("MatMul", "left")
 
@@ -461,10 +461,43 @@ def refused_reshape_into_batch_axis():
     return make_model(nodes, [1, 2, 3], [const("s", [2, 3])]), ("Reshape", "fold")
 
 
+def refused_gemm_data_as_b():
+    nodes = [node("Gemm", ["c", "x"], "y", name="right")]
+    return make_model(nodes, [4, 1], [const("c", rand(1, 1, 4))]), ("Gemm", "right")
+
+
+def refused_matmul_rank3_constant():
+    return make_model([node("MatMul", ["x", "w"], "y", name="batched")], [1, 4], [const("w", rand(1, 2, 4, 3))]), \
+        ("MatMul", "batched")
+
+
+def refused_add_constant_enlarging_data():
+    return make_model([node("Add", ["x", "c"], "y", name="widen")], [1, 4], [const("c", rand(1, 3, 1, 4))]), \
+        ("Add", "widen")
+
+
+def refused_add_constant_along_batch():
+    return make_model([node("Add", ["x", "c"], "y", name="batchwise")], [1, 4], [const("c", rand(1, 2, 4))]), \
+        ("Add", "batchwise")
+
+
+def refused_max_pool_1d():
+    return make_model([node("MaxPool", ["x"], "y", name="pool1d", kernel_shape=[2])], [1, 2, 8]), \
+        ("MaxPool", "pool1d")
+
+
+def refused_global_average_pool_1d():
+    return make_model([node("GlobalAveragePool", ["x"], "y", name="gap1d")], [1, 2, 8]), \
+        ("GlobalAveragePool", "gap1d")
+
+
 REFUSED = {fn.__name__: fn for fn in (refused_mul_of_data, refused_matmul_of_data, refused_div_by_data,
                                       refused_conv1d, refused_conv_asymmetric_padding,
-                                      refused_average_pool_asymmetric_padding, refused_matmul_w_x_with_batch,
-                                      refused_gemm_trans_a, refused_reshape_into_batch_axis)}
+                                      refused_average_pool_asymmetric_padding, refused_matmul_w_x_column_sample,
+                                      refused_gemm_trans_a, refused_reshape_into_batch_axis,
+                                      refused_gemm_data_as_b, refused_matmul_rank3_constant,
+                                      refused_add_constant_enlarging_data, refused_add_constant_along_batch,
+                                      refused_max_pool_1d, refused_global_average_pool_1d)}
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
