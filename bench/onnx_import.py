@@ -2,8 +2,9 @@
 
 For each .onnx under <shared>/benchmarks/*/onnx: import it (or record why it is refused), draw 100
 uniform points in the input box of the first instances.csv row that uses it, and report the largest
-|graph - onnxruntime| difference. The baseline measured in the same run is onnx2torch.convert alone
-on the loaded, opset-upgraded model (what any onnx2torch-based tool pays); the ratio shows what normalising and self-checking cost on top.
+|graph - onnxruntime| difference (the box comes from glsverify's VNN-LIB reader). The baseline
+measured in the same run is onnx2torch.convert alone on the loaded, opset-upgraded model (what any
+onnx2torch-based tool pays); the ratio shows what loading, normalising and self-checking add.
 
 Writes bench/results/onnx_import.{md,json}. Run from the repository root:
     PYTHONPATH=. python bench/onnx_import.py [--shared PATH] [--samples 100]
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import re
 import sys
 import time
 import warnings
@@ -30,20 +30,9 @@ from glsverify.errors import GlsverifyError  # noqa: E402
 from glsverify.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
 from glsverify.onnx import import_onnx  # noqa: E402
 from glsverify.onnx.load import load_model  # noqa: E402
+from glsverify.spec.vnnlib import parse_vnnlib  # noqa: E402
 
 TOL = 1e-5
-# Cheap input-box reader (the project's VNN-LIB parser is a separate module): only the
-# `(assert (<= X_i v))` / `(assert (>= X_i v))` bounds that define the box.
-BOUND = re.compile(r"\(\s*(<=|>=)\s+X_(\d+)\s+([-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*\)")
-
-
-def input_box(vnnlib: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
-    lower, upper = np.full(size, -np.inf), np.full(size, np.inf)
-    for op, index, value in BOUND.findall(vnnlib.read_text()):
-        (upper if op == "<=" else lower)[int(index)] = float(value)
-    if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
-        raise ValueError(f"{vnnlib}: the input box is not bounded on every X_i")
-    return lower, upper
 
 
 def first_property(folder: Path, onnx_rel: str) -> Path | None:
@@ -90,8 +79,8 @@ def measure(folder: Path, path: Path, samples: int, seed: int) -> dict:
         row.update(status="imported", why="no instance uses it")
         return row
     size = int(np.prod(graph.input_shape))
-    lower, upper = input_box(vnnlib, size)
-    xs = np.random.default_rng(seed).uniform(lower, upper, (samples, size)).astype(np.float32)
+    box = parse_vnnlib(vnnlib, n_inputs=size).cases[0].box
+    xs = np.random.default_rng(seed).uniform(box.lower, box.upper, (samples, size)).astype(np.float32)
     xs = xs.reshape(samples, *graph.input_shape)
     expected = onnxruntime_outputs(path, xs, graph.onnx_input_shape)
     with torch.no_grad():
