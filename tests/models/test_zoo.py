@@ -61,13 +61,12 @@ def test_normalisation_constants_are_per_channel():
     assert inits["normalise.mean"].shape == (1, 3, 1, 1) == inits["normalise.std"].shape
 
 
-def test_digits_normalisation_is_the_pixel_mean_and_std():
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+def test_zoo_normalisation_matches_the_datasets_constants():
+    """A zoo model normalises its inputs with the constants its dataset carries."""
+    from glsverify.data import digits
 
-    pixels = load_digits().data / 16.0
-    (mean,), (std,) = DATASETS["digits"].mean, DATASETS["digits"].std
-    assert math.isclose(mean, pixels.mean(), abs_tol=1e-9)
-    assert math.isclose(std, pixels.std(), abs_tol=1e-9)
+    assert DATASETS["digits"].mean == digits.MEAN and DATASETS["digits"].std == digits.STD
+    assert DATASETS["mnist"].mean == (0.1307,) and DATASETS["mnist"].std == (0.3081,)
 
 
 def trained_tensor_count(model: onnx.ModelProto) -> int:
