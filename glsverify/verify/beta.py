@@ -39,11 +39,18 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
                       intervals: dict[int, tuple[torch.Tensor, torch.Tensor]], splits: dict[int, torch.Tensor],
                       alpha_init: dict[int, torch.Tensor] | None = None,
                       beta_init: dict[int, torch.Tensor] | None = None, iterations: int = 10,
-                      lr_alpha: float = 0.1, lr_beta: float = 0.05) -> BetaResult:
+                      lr_alpha: float = 0.1, lr_beta: float = 0.05,
+                      mix: tuple[torch.Tensor, torch.Tensor, int] | None = None) -> BetaResult:
     """Bound ``C @ f(x)`` from below on every branch; shapes: intervals/splits ``[Q, N]`` per ReLU
-    input node, ``C [R, n_out]``, box ``[*input_shape]``."""
+    input node, ``C [R, n_out]``, box ``[*input_shape]`` (shared) or ``[Q, *input_shape]``.
+
+    ``mix = (d [R], owner [R], groups)`` bounds, instead of the rows, one convex combination of the
+    rows of each group (a conjunction ``C_g y <= d_g`` is empty when ``lambda^T (C_g y - d_g) > 0``
+    for some lambda >= 0); the weights are optimised with alpha and beta, and the returned
+    ``lower [Q, groups]`` already has ``lambda^T d_g`` subtracted.
+    """
     q = next(iter(splits.values())).shape[0]
-    rows = C.shape[0]
+    rows = C.shape[0] if mix is None else mix[2]
     relu_of = {node.inputs[0]: index for index, node in enumerate(graph.nodes) if node.kind == G.RELU}
     ctx_intervals: list = [None] * len(graph.nodes)
     for k, (lo, hi) in intervals.items():
@@ -82,16 +89,30 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
 
     ctx = BackwardContext(graph, ctx_intervals, graph.lead_weights(None, False), relax, visit)
     out_shape = graph.nodes[-1].shape
-    start_a = C.view(1, 1, rows, *out_shape)
-    lower, upper = box_lower.unsqueeze(0).unsqueeze(0), box_upper.unsqueeze(0).unsqueeze(0)
+    shared_box = box_lower.dim() == len(graph.input_shape)
+    lower = box_lower.view(1, 1 if shared_box else q, *graph.input_shape)
+    upper = box_upper.view(1, 1 if shared_box else q, *graph.input_shape)
+    logits = None
+    if mix is not None:
+        d, owner, groups = mix
+        member = owner.unsqueeze(0) == torch.arange(groups, device=owner.device).unsqueeze(1)  # [G, R]
+        logits = torch.zeros(q, groups, C.shape[0], dtype=C.dtype, device=C.device, requires_grad=True)
 
     def evaluate() -> torch.Tensor:
+        if logits is None:
+            start_a, offset = C.view(1, 1, rows, *out_shape), 0.0
+        else:
+            weights = torch.softmax(logits.masked_fill(~member, -float("inf")), dim=-1)  # [Q, G, R]
+            start_a = (weights @ C).view(1, q, rows, *out_shape)
+            offset = weights @ d
         a_in, bias = backward(len(graph.nodes) - 1, start_a, ctx)
-        return concretize(a_in, bias, lower, upper)[0]  # [Q, R]
+        return concretize(a_in, bias, lower, upper)[0] - offset  # [Q, rows]
 
     params = [{"params": list(alphas.values()), "lr": lr_alpha}]
     if betas:
         params.append({"params": list(betas.values()), "lr": lr_beta})
+    if logits is not None:
+        params.append({"params": [logits], "lr": 0.5})
     optimiser = torch.optim.Adam(params)
     best = None
     for _ in range(max(iterations, 0)):
