@@ -87,6 +87,8 @@ def command(model: Path | None, vnnlib: Path | None, instances: Path | None, tim
         click.echo(json.dumps([r.as_json() for r in results], indent=2))
     else:
         certify_table(results, results_dir)
+    if all(r.result == "error" for r in results):
+        raise GlsverifyError(results[0].message)
 
 
 def _device(choice: str) -> str:

@@ -146,23 +146,33 @@ def _split(graph: Graph, case: CaseProblem, boxes: BoundedBoxes, options: InputS
     """Bound the children of the top-ranked dimensions; keep the best split of each box."""
     n = len(boxes)
     k = min(options.lookahead, boxes.rank.shape[1])
-    flat_lo, flat_hi = boxes.lower.flatten(1), boxes.upper.flatten(1)
-    arange = torch.arange(n, device=flat_lo.device)
+    arange = torch.arange(n, device=boxes.lower.device)
     lows, highs = [], []
     for j in range(k):
-        dims = boxes.rank[:, j]
-        mid = (flat_lo[arange, dims] + flat_hi[arange, dims]) / 2
-        left_hi, right_lo = flat_hi.clone(), flat_lo.clone()
-        left_hi[arange, dims] = mid
-        right_lo[arange, dims] = mid
-        lows += [flat_lo, right_lo]
-        highs += [left_hi, flat_hi]
-    shape = boxes.lower.shape[1:]
-    children = _bound(graph, case, torch.cat(lows).view(-1, *shape), torch.cat(highs).view(-1, *shape), options)
+        (left_lo, left_hi), (right_lo, right_hi) = halves(boxes.lower, boxes.upper, boxes.rank[:, j])
+        lows += [left_lo, right_lo]
+        highs += [left_hi, right_hi]
+    children = _bound(graph, case, torch.cat(lows), torch.cat(highs), options)
     worse = torch.minimum(*children.gap.view(k, 2, n).unbind(1))  # [k, N]
     choice = worse.argmax(dim=0)
     left = choice * 2 * n + arange
     return children.take(torch.cat([left, left + n]))
+
+
+def halves(lower: torch.Tensor, upper: torch.Tensor, dims: torch.Tensor
+           ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Split each box ``[N, *shape]`` at the midpoint of its (flat) dimension ``dims[i]``.
+
+    The halves share the midpoint, so together they cover the box exactly.
+    """
+    n = lower.shape[0]
+    arange = torch.arange(n, device=lower.device)
+    flat_lo, flat_hi = lower.reshape(n, -1), upper.reshape(n, -1)
+    mid = (flat_lo[arange, dims] + flat_hi[arange, dims]) / 2
+    left_hi, right_lo = flat_hi.clone(), flat_lo.clone()
+    left_hi[arange, dims] = mid
+    right_lo[arange, dims] = mid
+    return (lower, left_hi.view_as(upper)), (right_lo.view_as(lower), upper)
 
 
 def _pop(stack: list[BoundedBoxes], n: int) -> BoundedBoxes:

@@ -138,15 +138,16 @@ def _worker_main(connection, options) -> None:
 class WorkerExecutor:
     """Verify in a worker process that is killed and replaced when it overruns."""
 
-    def __init__(self, options=None):
+    def __init__(self, options=None, target: Callable = None):
         self.options = options
+        self.target = target or _worker_main  # the worker loop (tests substitute a stalling one)
         self._context = mp.get_context("spawn")
         self._process = None
         self._connection = None
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        self._process = self._context.Process(target=_worker_main, args=(child, self.options), daemon=True)
+        self._process = self._context.Process(target=self.target, args=(child, self.options), daemon=True)
         self._process.start()
         self._connection = parent
 
