@@ -17,6 +17,7 @@ inside its parent's, so the parent's intervals remain valid).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -40,14 +41,17 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
                       alpha_init: dict[int, torch.Tensor] | None = None,
                       beta_init: dict[int, torch.Tensor] | None = None, iterations: int = 10,
                       lr_alpha: float = 0.1, lr_beta: float = 0.05,
-                      mix: tuple[torch.Tensor, torch.Tensor, int] | None = None) -> BetaResult:
+                      mix: tuple[torch.Tensor, torch.Tensor, int] | None = None, start: int | None = None,
+                      expired: Callable[[], bool] | None = None) -> BetaResult:
     """Bound ``C @ f(x)`` from below on every branch; shapes: intervals/splits ``[Q, N]`` per ReLU
     input node, ``C [R, n_out]``, box ``[*input_shape]`` (shared) or ``[Q, *input_shape]``.
 
     ``mix = (d [R], owner [R], groups)`` bounds, instead of the rows, one convex combination of the
     rows of each group (a conjunction ``C_g y <= d_g`` is empty when ``lambda^T (C_g y - d_g) > 0``
     for some lambda >= 0); the weights are optimised with alpha and beta, and the returned
-    ``lower [Q, groups]`` already has ``lambda^T d_g`` subtracted.
+    ``lower [Q, groups]`` already has ``lambda^T d_g`` subtracted. ``start`` bounds rows of an
+    intermediate node instead of the output (``C [R, size of that node]``). ``expired()`` ends the
+    optimisation early (the bound found so far is returned).
     """
     q = next(iter(splits.values())).shape[0]
     rows = C.shape[0] if mix is None else mix[2]
@@ -58,6 +62,8 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
         ctx_intervals[k] = (lo.view(1, q, *shape), hi.view(1, q, *shape))
 
     alphas: dict[int, torch.Tensor] = {}
+    if start is not None:  # only the ReLUs before the start node take part
+        relu_of = {k: relu for k, relu in relu_of.items() if relu < start}
     for k, relu in relu_of.items():
         lo, hi = intervals[k]
         init = alpha_init.get(relu) if alpha_init else None
@@ -88,7 +94,8 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
         return None
 
     ctx = BackwardContext(graph, ctx_intervals, graph.lead_weights(None, False), relax, visit)
-    out_shape = graph.nodes[-1].shape
+    start = len(graph.nodes) - 1 if start is None else start
+    out_shape = graph.nodes[start].shape
     shared_box = box_lower.dim() == len(graph.input_shape)
     lower = box_lower.view(1, 1 if shared_box else q, *graph.input_shape)
     upper = box_upper.view(1, 1 if shared_box else q, *graph.input_shape)
@@ -105,7 +112,7 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
             weights = torch.softmax(logits.masked_fill(~member, -float("inf")), dim=-1)  # [Q, G, R]
             start_a = (weights @ C).view(1, q, rows, *out_shape)
             offset = weights @ d
-        a_in, bias = backward(len(graph.nodes) - 1, start_a, ctx)
+        a_in, bias = backward(start, start_a, ctx)
         return concretize(a_in, bias, lower, upper)[0] - offset  # [Q, rows]
 
     params = [{"params": list(alphas.values()), "lr": lr_alpha}]
@@ -116,6 +123,8 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
     optimiser = torch.optim.Adam(params)
     best = None
     for _ in range(max(iterations, 0)):
+        if expired is not None and expired():
+            break
         optimiser.zero_grad(set_to_none=True)
         bound = evaluate()
         best = bound.detach() if best is None else torch.maximum(best, bound.detach())

@@ -36,6 +36,7 @@ EMPTY_TOL = 1e-9  # a clamped interval with lower > upper + this is empty (the b
 @dataclass
 class ReluSplitOptions:
     root_iterations: int = 40
+    root_intermediate: int = 20  # alpha-CROWN iterations per layer to tighten the root's intervals (0: off)
     iterations: int = 8
     batch: int = 32  # branches per bounding call at first (grows while calls stay fast)
     max_batch: int = 2048
@@ -76,7 +77,7 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     points = sorted({node.inputs[0] for node in graph.nodes if node.kind == G.RELU})
     if not points:
         return SearchOutcome("unknown", stats={"reason": "no ReLU to split"})
-    root, case = _root(graph, case, points, options)
+    root, case = _root(graph, case, points, options, deadline)
     if root is None:
         return SearchOutcome("unsat", stats={"branches": 1})
     stack, batch = [root], options.batch
@@ -88,7 +89,7 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
         open_count -= len(branches)
         processed += len(branches)
         started = time.perf_counter()
-        result = _bound(graph, case, branches, options.iterations)
+        result = _bound(graph, case, branches, options.iterations, deadline)
         keep = _open(case, branches, result)
         if bool(keep.any()):
             found = _vertex_counterexample(graph, case, checker, result, keep)
@@ -108,9 +109,10 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     return SearchOutcome("unsat", stats={"branches": processed})
 
 
-def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions
+def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions, deadline: Deadline
           ) -> tuple[Branches | None, CaseProblem]:
-    """CROWN intervals of the whole box, and the rows of the polytopes that alpha-CROWN leaves open."""
+    """Intervals of the whole box (CROWN, then alpha-CROWN layer by layer), and the rows of the
+    polytopes that alpha-CROWN leaves open."""
     kept: list = []
     with torch.no_grad():
         compute_bounds(graph, case.lower.unsqueeze(0), case.upper.unsqueeze(0), case.C, method="crown",
@@ -118,8 +120,10 @@ def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplit
     lower = {k: kept[k][0].reshape(1, -1) for k in points}
     upper = {k: kept[k][1].reshape(1, -1) for k in points}
     splits = {k: torch.zeros_like(lower[k], dtype=torch.int8) for k in points}
+    if options.root_intermediate > 0:
+        _tighten_intermediate(graph, case, points, lower, upper, splits, options.root_intermediate, deadline)
     result = alpha_beta_bounds(graph, case.lower, case.upper, case.C, _pairs(lower, upper), splits,
-                               iterations=options.root_iterations)
+                               iterations=options.root_iterations, expired=deadline.expired)
     open_polytopes = ~case.proved(result.lower)[0]
     if not bool(open_polytopes.any()):
         return None, case
@@ -133,13 +137,40 @@ def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplit
     return Branches(splits, lower, upper, alpha, beta), narrowed
 
 
+def _tighten_intermediate(graph: Graph, case: CaseProblem, points: list[int], lower: dict, upper: dict,
+                          splits: dict, iterations: int, deadline: Deadline) -> None:
+    """alpha-CROWN on the unstable neurons of each ReLU-input layer in turn (in place); later layers
+    are bounded with the tightened intervals of earlier ones."""
+    for position, k in enumerate(points):
+        if deadline.expired():
+            return
+        lo, hi = lower[k][0], upper[k][0]
+        unstable = torch.nonzero((lo < 0) & (hi > 0)).squeeze(1)
+        earlier = points[:position]
+        if unstable.numel() == 0 or not earlier:
+            continue  # the first layer's bounds are exact already
+        eye = torch.zeros(unstable.numel(), lo.numel(), dtype=lo.dtype, device=lo.device)
+        eye[torch.arange(unstable.numel()), unstable] = 1.0
+        rows = torch.cat([eye, -eye])
+        result = alpha_beta_bounds(graph, case.lower, case.upper, rows, _pairs({j: lower[j] for j in earlier},
+                                                                               {j: upper[j] for j in earlier}),
+                                   {j: splits[j] for j in earlier}, iterations=iterations, start=k,
+                                   expired=deadline.expired)
+        n = unstable.numel()
+        lower[k] = lower[k].clone()
+        upper[k] = upper[k].clone()
+        lower[k][0, unstable] = torch.maximum(lo[unstable], result.lower[0, :n])
+        upper[k][0, unstable] = torch.minimum(hi[unstable], -result.lower[0, n:])
+
+
 def _pairs(lower: dict, upper: dict) -> dict:
     return {k: (lower[k], upper[k]) for k in lower}
 
 
-def _bound(graph: Graph, case: CaseProblem, branches: Branches, iterations: int) -> BetaResult:
+def _bound(graph: Graph, case: CaseProblem, branches: Branches, iterations: int, deadline: Deadline) -> BetaResult:
     return alpha_beta_bounds(graph, case.lower, case.upper, case.C, _pairs(branches.lower, branches.upper),
-                             branches.splits, branches.alpha, branches.beta, iterations=iterations)
+                             branches.splits, branches.alpha, branches.beta, iterations=iterations,
+                             expired=deadline.expired)
 
 
 def _open(case: CaseProblem, branches: Branches, result: BetaResult) -> torch.Tensor:
