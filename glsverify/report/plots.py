@@ -10,6 +10,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 RESULT_COLOURS = {"sat": "#d62728", "unsat": "#2ca02c", "timeout": "#ff7f0e", "unknown": "#bcbd22",
                   "error": "#9467bd"}
@@ -89,6 +91,8 @@ def time_per_instance(results: list[dict], path: str | os.PathLike, title: str =
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     times = [float(r["time_s"]) for r in results]
     axes[0].bar(range(len(results)), times, color=[RESULT_COLOURS.get(r["result"], "grey") for r in results])
+    present = [k for k in RESULT_COLOURS if any(r["result"] == k for r in results)]
+    axes[0].legend(handles=[Patch(color=RESULT_COLOURS[k], label=k) for k in present])
     axes[0].set_xlabel("instance")
     axes[0].set_ylabel("time (s)")
     axes[0].set_title("time per instance")
@@ -98,6 +102,7 @@ def time_per_instance(results: list[dict], path: str | os.PathLike, title: str =
         total += t
         cumulative.append(total)
     axes[1].plot(range(1, len(solved) + 1), cumulative, marker=".")
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_xlabel("instances solved")
     axes[1].set_ylabel("cumulative time (s)")
     axes[1].set_title("cactus plot")
