@@ -42,6 +42,7 @@ class ReluSplitOptions:
     max_batch: int = 2048
     target_seconds: float = 1.0
     max_open: int = 200_000
+    per_polytope: bool = True  # one branch and bound per open polytope (rows of the others cost nothing)
 
 
 @dataclass
@@ -77,9 +78,26 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     points = sorted({node.inputs[0] for node in graph.nodes if node.kind == G.RELU})
     if not points:
         return SearchOutcome("unknown", stats={"reason": "no ReLU to split"})
-    root, case = _root(graph, case, points, options, deadline)
+    root, case, gaps = _root(graph, case, points, options, deadline)
     if root is None:
         return SearchOutcome("unsat", stats={"branches": 1})
+    order = torch.argsort(gaps, descending=True).tolist()  # easiest first
+    total = {"branches": 0, "polytopes": case.n_polytopes}
+    for polytope in order if options.per_polytope else [None]:
+        sub_case, sub_root = (case, root) if polytope is None else _only_polytope(case, root, polytope)
+        outcome = _search(graph, sub_case, sub_root, points, checker, deadline, options)
+        total["branches"] += outcome.stats.get("branches", 0)
+        if outcome.result != "unsat":
+            outcome.stats = {**outcome.stats, **{k: v for k, v in total.items() if k != "branches"},
+                             "branches": total["branches"]}
+            return outcome
+    return SearchOutcome("unsat", stats=total)
+
+
+def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], checker: WitnessChecker,
+            deadline: Deadline, options: ReluSplitOptions) -> SearchOutcome:
+    """Branch and bound from ``root`` until every branch is closed, a counterexample turns up, or time
+    runs out."""
     stack, batch = [root], options.batch
     processed, stuck, open_count = 0, 0, len(root)
     while stack:
@@ -109,10 +127,20 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     return SearchOutcome("unsat", stats={"branches": processed})
 
 
+def _only_polytope(case: CaseProblem, root: Branches, polytope: int) -> tuple[CaseProblem, Branches]:
+    """The case restricted to one polytope's rows (its own branch and bound needs only them)."""
+    rows = case.owner == polytope
+    sub = CaseProblem(case.index, case.lower, case.upper, case.C[rows], case.d[rows],
+                      torch.zeros(int(rows.sum()), dtype=case.owner.dtype, device=case.owner.device), 1)
+    branches = Branches(root.splits, root.lower, root.upper, {i: a[:, rows] for i, a in root.alpha.items()},
+                        {k: b[:, rows] for k, b in root.beta.items()})
+    return sub, branches
+
+
 def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions, deadline: Deadline
-          ) -> tuple[Branches | None, CaseProblem]:
-    """Intervals of the whole box (CROWN, then alpha-CROWN layer by layer), and the rows of the
-    polytopes that alpha-CROWN leaves open."""
+          ) -> tuple[Branches | None, CaseProblem, torch.Tensor | None]:
+    """Intervals of the whole box (CROWN, then alpha-CROWN layer by layer), the rows of the polytopes
+    that alpha-CROWN leaves open, and each open polytope's gap (best row's bound minus threshold)."""
     kept: list = []
     with torch.no_grad():
         compute_bounds(graph, case.lower.unsqueeze(0), case.upper.unsqueeze(0), case.C, method="crown",
@@ -126,7 +154,9 @@ def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplit
                                iterations=options.root_iterations, expired=deadline.expired)
     open_polytopes = ~case.proved(result.lower)[0]
     if not bool(open_polytopes.any()):
-        return None, case
+        return None, case, None
+    excess = result.lower[0] - case.d
+    gaps = excess.new_full((case.n_polytopes,), -float("inf")).scatter_reduce(0, case.owner, excess, reduce="amax")
     rows = open_polytopes[case.owner]
     renumber = torch.cumsum(open_polytopes.long(), 0) - 1
     narrowed = CaseProblem(case.index, case.lower, case.upper, case.C[rows], case.d[rows],
@@ -134,7 +164,7 @@ def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplit
     alpha = {i: a[:, rows] for i, a in result.alpha.items()}
     beta = {k: torch.zeros(1, narrowed.C.shape[0], lower[k].shape[1], dtype=case.C.dtype, device=case.C.device)
             for k in points}
-    return Branches(splits, lower, upper, alpha, beta), narrowed
+    return Branches(splits, lower, upper, alpha, beta), narrowed, gaps[open_polytopes]
 
 
 def _tighten_intermediate(graph: Graph, case: CaseProblem, points: list[int], lower: dict, upper: dict,
