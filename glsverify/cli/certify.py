@@ -39,9 +39,10 @@ def _property_files(path: Path) -> list[Path]:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N instances.")
+@click.option("--threads", type=int, default=None, help="Torch CPU threads for the verifier [torch's default].")
 def command(model: Path | None, vnnlib: Path | None, instances: Path | None, timeout: float | None,
             results_dir: Path | None, result_file: Path | None, as_json: bool, device: str, seed: int,
-            limit: int | None) -> None:
+            limit: int | None, threads: int | None) -> None:
     """Prove (unsat), refute (sat, with an onnxruntime-checked counterexample) or time out.
 
     Either MODEL with --vnnlib FILE_OR_DIR, or --instances PATH/instances.csv.
@@ -67,7 +68,9 @@ def command(model: Path | None, vnnlib: Path | None, instances: Path | None, tim
         todo = todo[:limit]
     if result_file is not None and len(todo) != 1:
         raise click.UsageError("--result-file needs exactly one instance; use --results DIR for several")
-    options = VerifyOptions(seed=seed, device=_device(device))
+    if threads is not None and threads < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--threads")
+    options = VerifyOptions(seed=seed, device=_device(device), threads=threads)
 
     def write_single(result) -> None:
         if result_file is not None:

@@ -62,7 +62,7 @@ class BoundedBoxes:
 def input_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
                 options: InputSplitOptions | None = None) -> SearchOutcome:
     options = options or InputSplitOptions()
-    stack = [_bound(graph, case, case.lower.unsqueeze(0), case.upper.unsqueeze(0), options)]
+    stack = [_bound(graph, case, case.lower.unsqueeze(0), case.upper.unsqueeze(0), options, deadline)]
     evaluated, rounds, leaves = 1, 0, 0
     while stack:
         if deadline.expired():
@@ -77,7 +77,7 @@ def input_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadli
         found = _centre_counterexample(graph, case, checker, boxes)
         if found is not None:
             return SearchOutcome("sat", found, _stats(evaluated, rounds, leaves))
-        children = _split(graph, case, boxes, options)
+        children = _split(graph, case, boxes, options, deadline)
         evaluated += len(boxes) * 2 * min(options.lookahead, boxes.rank.shape[1])
         stack.append(children)
         if sum(len(b) for b in stack) > options.max_open:
@@ -90,7 +90,7 @@ def _stats(evaluated: int, rounds: int, leaves: int) -> dict:
 
 
 def _bound(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Tensor,
-           options: InputSplitOptions) -> BoundedBoxes:
+           options: InputSplitOptions, deadline: Deadline) -> BoundedBoxes:
     """Bound the rows on each box; record its proof gap and its split dimensions by promise."""
     seen: dict[int, torch.Tensor] = {}
     kept: list = []
@@ -107,7 +107,7 @@ def _bound(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Te
     per_polytope = excess.new_full((n, case.n_polytopes), -float("inf")).scatter_reduce(
         1, case.owner.expand_as(excess), excess, reduce="amax")
     if options.optimise > 0 and kept and _relu_only(graph):
-        per_polytope = _optimise_open(graph, case, lower, upper, kept, per_polytope, options.optimise)
+        per_polytope = _optimise_open(graph, case, lower, upper, kept, per_polytope, options.optimise, deadline)
     gap = per_polytope.min(dim=1).values - PROOF_MARGIN  # > 0 iff every polytope is proved empty
     proved = case.proved(row_lower)
     best_row = torch.where(~proved.gather(1, case.owner.expand(n, -1)), excess,
@@ -123,7 +123,7 @@ def _relu_only(graph: Graph) -> bool:
 
 
 def _optimise_open(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Tensor, kept: list,
-                   per_polytope: torch.Tensor, iterations: int) -> torch.Tensor:
+                   per_polytope: torch.Tensor, iterations: int, deadline: Deadline) -> torch.Tensor:
     """alpha-CROWN with optimised row combinations on the boxes that CROWN leaves open: a polytope is
     empty when a convex combination of its rows has a positive lower bound."""
     open_ = torch.nonzero((per_polytope - PROOF_MARGIN <= 0).any(dim=1)).squeeze(1)
@@ -136,13 +136,15 @@ def _optimise_open(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: 
                  for k in points}
     splits = {k: torch.zeros_like(lo, dtype=torch.int8) for k, (lo, _) in intervals.items()}
     result = alpha_beta_bounds(graph, lower[open_], upper[open_], case.C, intervals, splits,
-                               iterations=iterations, mix=(case.d, case.owner, case.n_polytopes))
+                               iterations=iterations, mix=(case.d, case.owner, case.n_polytopes),
+                               expired=deadline.expired)
     per_polytope = per_polytope.clone()
     per_polytope[open_] = torch.maximum(per_polytope[open_], result.lower.detach())
     return per_polytope
 
 
-def _split(graph: Graph, case: CaseProblem, boxes: BoundedBoxes, options: InputSplitOptions) -> BoundedBoxes:
+def _split(graph: Graph, case: CaseProblem, boxes: BoundedBoxes, options: InputSplitOptions,
+           deadline: Deadline) -> BoundedBoxes:
     """Bound the children of the top-ranked dimensions; keep the best split of each box."""
     n = len(boxes)
     k = min(options.lookahead, boxes.rank.shape[1])
@@ -152,7 +154,7 @@ def _split(graph: Graph, case: CaseProblem, boxes: BoundedBoxes, options: InputS
         (left_lo, left_hi), (right_lo, right_hi) = halves(boxes.lower, boxes.upper, boxes.rank[:, j])
         lows += [left_lo, right_lo]
         highs += [left_hi, right_hi]
-    children = _bound(graph, case, torch.cat(lows), torch.cat(highs), options)
+    children = _bound(graph, case, torch.cat(lows), torch.cat(highs), options, deadline)
     worse = torch.minimum(*children.gap.view(k, 2, n).unbind(1))  # [k, N]
     choice = worse.argmax(dim=0)
     left = choice * 2 * n + arange

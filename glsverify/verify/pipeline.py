@@ -44,6 +44,7 @@ class VerifyOptions:
     relu_split: ReluSplitOptions = field(default_factory=ReluSplitOptions)
     seed: int = 0
     device: str = "cpu"
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
 
 
 @dataclass
@@ -61,6 +62,8 @@ def verify(graph: Graph, runner: OnnxRunner, prop: Property, options: VerifyOpti
     """Decide ``prop`` on ``graph`` (imported from the ONNX file that ``runner`` runs)."""
     options = options or VerifyOptions()
     deadline = deadline or Deadline(options.timeout)
+    if options.threads:
+        torch.set_num_threads(options.threads)
     device = torch.device(options.device)
     net = graph.to(device=device, dtype=torch.float64)
     checker = WitnessChecker(runner, prop)

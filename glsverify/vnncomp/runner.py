@@ -119,9 +119,6 @@ class InProcessExecutor:
 
 def _worker_main(connection, options) -> None:
     """The worker loop: receive an Instance, send back an InstanceResult (until None arrives)."""
-    import torch
-
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     cache: dict = {}
     while True:
         instance = connection.recv()
