@@ -82,8 +82,9 @@ def _print_summary(outcome) -> None:
     from glsverify.train.evaluate import format_table
 
     config = outcome.config
-    table = Table(title=f"{config.method} / {config.relaxation} on {config.dataset} "
-                        f"({outcome.step} steps, {outcome.summary['times']['train_s']:.1f} s)")
+    click.echo(f"{config.method} / {config.relaxation} on {config.dataset}: {outcome.step} steps in "
+               f"{outcome.summary['times']['train_s']:.1f} s of training")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in format_table(outcome.evaluation):

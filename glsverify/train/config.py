@@ -134,10 +134,12 @@ class TrainConfig:
                 changes["lr"] = 2e-3 if self.optimizer == "adam" else 0.02
             else:
                 changes["lr"] = 5e-4
-        if self.device == "auto":
-            import torch
+        import torch
 
+        if self.device == "auto":
             changes["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        elif self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r} requested but CUDA is not available here (use --device cpu)")
         return replace(self, **changes)
 
     def validate(self) -> None:

@@ -97,3 +97,17 @@ def digits_cnn(path: Path, channels: tuple[int, int] = (4, 8), seed: int = 0) ->
     b.flatten()
     b.gemm(10)
     return b.save(path)
+
+
+def digits_cnn_strided(path: Path, channels: tuple[int, int] = (8, 16), seed: int = 0) -> Path:
+    """Normalise, Conv(1->c1, k4, s2, p1), Relu, Conv(c1->c2, k3, s2, p1), Relu, Flatten, Gemm(->10):
+    8x8 -> 4x4 -> 2x2, cheap enough for CROWN bounds of a whole PGPE population on a CPU."""
+    b = _Builder(seed, (1, 8, 8))
+    b.normalise()
+    b.conv(channels[0], 4, 2, 1)
+    b.relu()
+    b.conv(channels[1], 3, 2, 1)
+    b.relu()
+    b.flatten()
+    b.gemm(10)
+    return b.save(path)

@@ -83,3 +83,11 @@ def test_resolution_fills_method_dependent_defaults():
     assert TrainConfig(method="pgpe", lr=0.1).resolved().lr == 0.1
     assert TrainConfig(device="cpu").resolved().device == "cpu"
     assert TrainConfig().resolved().device in ("cpu", "cuda")
+
+
+def test_cuda_without_cuda_is_a_clean_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        TrainConfig(device="cuda").resolved()
