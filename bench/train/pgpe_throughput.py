@@ -28,6 +28,7 @@ from glsverify.train.pgpe import PGPEConfig, ask, pgpe_init
 from tests.train.nets import digits_cnn, digits_cnn_strided
 
 RESULTS = Path(__file__).parent / "results"
+FINDINGS_MARK = "<!-- findings: text below this line is kept when the table is regenerated -->"
 
 
 def best_of(fn, repeats: int) -> float:
@@ -94,7 +95,9 @@ def main() -> None:
         lines.append(f"| {r['model']} | {r['parameters']} | {r['relaxation']} | {r['loop_evals_per_s']:.0f} | "
                      f"{b['8']:.0f} | {b['32']:.0f} | {b[str(args.population)]:.0f} | {r['speedup_best']:.1f}x | "
                      f"{r['max_abs_diff_vs_loop']:.1e} |")
-    atomic_write_text(RESULTS / "pgpe_throughput.md", "\n".join(lines) + "\n")
+    path = RESULTS / "pgpe_throughput.md"
+    kept = path.read_text().split(FINDINGS_MARK, 1)[1] if path.exists() and FINDINGS_MARK in path.read_text() else "\n"
+    atomic_write_text(path, "\n".join(lines + ["", FINDINGS_MARK]) + kept)
 
 
 def _mlp(path: Path) -> Path:
