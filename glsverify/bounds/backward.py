@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from glsverify import graph as G
 from glsverify import layers as L
 from glsverify.bounds.activations import ACTIVATIONS, LinearRelaxation
+from glsverify.bounds.pooling import maxpool_winners
 from glsverify.graph import Graph, Node
 
 Interval = tuple[torch.Tensor, torch.Tensor]
@@ -70,6 +71,8 @@ def _linear(node: Node, A: torch.Tensor, ctx: BackwardContext, index: int):
     else:
         pa, ba, s, o = A.shape
         new_a = torch.bmm(A.expand(p, ba, s, o).reshape(p, ba * s, o), weight).view(p, ba, s, -1)
+    if bias is None:
+        return [new_a], 0.0
     return [new_a], (A * bias[:, None, None, :]).sum(-1)
 
 
@@ -108,6 +111,8 @@ def _conv(node: Node, A: torch.Tensor, ctx: BackwardContext, index: int):
     weight = L.param(node, ctx.weights, "weight")
     bias = L.param(node, ctx.weights, "bias")
     new_a = conv_transpose(A, weight, node, ctx.graph.nodes[node.inputs[0]].shape)
+    if bias is None:
+        return [new_a], 0.0
     return [new_a], (A.sum((-1, -2)) * bias[:, None, None, :]).sum(-1)
 
 
@@ -173,6 +178,29 @@ def _activation(node: Node, A: torch.Tensor, ctx: BackwardContext, index: int):
     lower, upper = ctx.intervals[node.inputs[0]]
     new_a, bias = apply_relaxation(A, ctx.relaxer(index, node, lower, upper))
     return [new_a], bias
+
+
+@backward_rule(G.MAXPOOL)
+def _maxpool(node: Node, A: torch.Tensor, ctx: BackwardContext, index: int):
+    """``y = max over the window``: lower line ``y >= x_j*`` (j* the element with the largest lower
+    bound); upper line ``y <= x_j*`` when j* certainly wins, else the constant max of the upper bounds.
+    Windows overlap when stride < kernel, so coefficients are scatter-added onto the input."""
+    source = ctx.graph.nodes[node.inputs[0]]
+    lower, upper = ctx.intervals[node.inputs[0]]
+    won = maxpool_winners(lower, upper, source.shape, node.shape, node.attrs)  # [P, B, C, L]
+    a = A.flatten(4)  # [Pa, Ba, S, C, L]
+    neg = a.clamp(max=0)
+    dominant = won.dominant.unsqueeze(2)
+    coef = torch.where(dominant, a, a - neg)  # positive part always; negative part only if certain
+    constant = torch.where(dominant | (neg == 0), torch.zeros_like(neg), neg * won.upper.unsqueeze(2))
+    unknown = won.unknown.unsqueeze(2)
+    coef = torch.where(unknown, torch.full_like(coef, float("nan")), coef)
+    lead = torch.broadcast_shapes(a.shape[:2], won.star.shape[:2])
+    channels = source.shape[0]
+    target = a.new_zeros(*lead, a.shape[2], channels, source.size // channels)
+    star = won.star.unsqueeze(2).expand(*lead, a.shape[2], *won.star.shape[2:])
+    new_a = target.scatter_add_(-1, star, coef.expand(*lead, *coef.shape[2:]))
+    return [new_a.view(*lead, a.shape[2], *source.shape)], constant.flatten(3).sum(-1)
 
 
 # ----------------------------------------------------------------------------------- driver

@@ -63,15 +63,18 @@ def rows_per_chunk(problem: BoundProblem, total_rows: int, factor: int = 4) -> i
     return max(1, min(total_rows, budget // max(per_row, 1)))
 
 
-def refine_candidates(graph: Graph, index: int, interval: Interval) -> torch.Tensor:
-    """Flat indices of the neurons of ``index`` worth re-bounding (union over population and batch)."""
-    lo, hi = interval
+def refine_mask(graph: Graph, index: int, interval: Interval) -> torch.Tensor:
+    """``[P, B, N]``: neurons of node ``index`` worth re-bounding (for ReLU: the unstable ones)."""
+    lo, hi = (t.flatten(2) for t in interval)
     consumers = {n.kind for n in graph.nodes if n.inputs and n.inputs[0] == index and n.kind in NONLINEAR}
     if consumers == {G.RELU}:
-        mask = (lo < 0) & (hi > 0)
-    else:
-        mask = hi > lo
-    return mask.flatten(2).any(0).any(0).nonzero().squeeze(1)
+        return (lo < 0) & (hi > 0)
+    return hi > lo
+
+
+def refine_candidates(graph: Graph, index: int, interval: Interval) -> torch.Tensor:
+    """Flat indices of the neurons of ``index`` worth re-bounding (union over population and batch)."""
+    return refine_mask(graph, index, interval).flatten(0, 1).any(0).nonzero().squeeze(1)
 
 
 def start_rows(problem: BoundProblem, index: int, selected: torch.Tensor, with_upper: bool
@@ -102,8 +105,14 @@ def backward_bounds(problem: BoundProblem, ctx: BackwardContext, start: int, a: 
 
 
 def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: Interval) -> Interval:
-    """Tighten the interval of node ``index`` by backward propagation (intersected with it)."""
-    selected = refine_candidates(problem.graph, index, interval)
+    """Tighten the interval of node ``index`` by backward propagation (intersected with it).
+
+    Rows are bounded for the union over population and batch of the candidate neurons, but a
+    neuron's interval changes only in the members and boxes where it is a candidate itself, so a
+    batch gives exactly the bounds of its boxes bounded one by one.
+    """
+    mask = refine_mask(problem.graph, index, interval)
+    selected = mask.flatten(0, 1).any(0).nonzero().squeeze(1)
     if selected.numel() == 0:
         return interval
     lo, hi = (t.flatten(2) for t in interval)
@@ -115,12 +124,15 @@ def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: In
         new_lo.append(bounds[..., :len(part)])
         new_hi.append(-bounds[..., len(part):])
     lb, ub = torch.cat(new_lo, -1), torch.cat(new_hi, -1)
-    shape = (lb.shape[0], lb.shape[1], -1)
-    pick = selected.view(1, 1, -1).expand(*lb.shape[:2], -1)
-    lo = lo.expand(*shape[:2], -1).scatter(2, pick, torch.maximum(lo.expand(*shape[:2], -1).gather(2, pick), lb))
-    hi = hi.expand(*shape[:2], -1).scatter(2, pick, torch.minimum(hi.expand(*shape[:2], -1).gather(2, pick), ub))
+    lead = torch.broadcast_shapes(lb.shape[:2], lo.shape[:2])
+    lo, hi, mask = (t.expand(*lead, -1) for t in (lo, hi, mask))
+    pick = selected.view(1, 1, -1).expand(*lead, -1)
+    own = mask.gather(2, pick)
+    old_lo, old_hi = lo.gather(2, pick), hi.gather(2, pick)
+    lo = lo.scatter(2, pick, torch.where(own, torch.maximum(old_lo, lb), old_lo))
+    hi = hi.scatter(2, pick, torch.where(own, torch.minimum(old_hi, ub), old_hi))
     node_shape = problem.graph.nodes[index].shape
-    return lo.reshape(*lo.shape[:2], *node_shape), hi.reshape(*hi.shape[:2], *node_shape)
+    return lo.reshape(*lead, *node_shape), hi.reshape(*lead, *node_shape)
 
 
 def intermediate_intervals(problem: BoundProblem, relaxer: Callable, use_backward: bool) -> list[Interval]:
