@@ -58,28 +58,42 @@ def pgd_extremes(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: torc
     return x.detach().view(-1, *lower.shape)
 
 
-def assert_contains(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: torch.Tensor | None,
-                    bounds, relaxation_name: str, *, params=None, tol: float = TOL, n_samples: int = 10_000,
-                    n_vertices: int = 256, seed: int = 0) -> None:
-    """Check ``bounds.lower <= C f(x) <= bounds.upper`` at many points of every box.
-
-    ``lower``/``upper`` ``[B, *in]``, ``C`` ``[B, S, n_out]`` (or None), ``bounds`` a :class:`Bounds`
-    with ``[B, S]`` tensors (upper may be None).
-    """
+def reachable_values(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: torch.Tensor | None, *,
+                     params=None, n_samples: int = 10_000, n_vertices: int = 256, seed: int = 0
+                     ) -> list[torch.Tensor]:
+    """For every box: ``C f(x)`` (float64) at samples, vertices and PGD extremes, ``[N, S]``."""
     gen = torch.Generator().manual_seed(seed)
-    kinds = ", ".join(f"{k} x{n}" for k, n in graph.kind_counts().items())
+    out = []
     for b in range(lower.shape[0]):
         c = None if C is None else C[b]
         points = torch.cat([box_points(lower[b], upper[b], n_samples, n_vertices, gen),
                             pgd_extremes(graph, lower[b], upper[b], c, gen, params)])
         with torch.no_grad():
-            values = spec_values(graph, points, c, params).to(torch.float64)
+            out.append(spec_values(graph, points, c, params).to(torch.float64))
+    return out
+
+
+def assert_contains(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: torch.Tensor | None,
+                    bounds, relaxation_name: str, *, params=None, tol: float = TOL, n_samples: int = 10_000,
+                    n_vertices: int = 256, seed: int = 0, values: list[torch.Tensor] | None = None) -> None:
+    """Check ``bounds.lower <= C f(x) <= bounds.upper`` at many points of every box.
+
+    ``lower``/``upper`` ``[B, *in]``, ``C`` ``[B, S, n_out]`` (or None), ``bounds`` a :class:`Bounds`
+    with ``[B, S]`` tensors (upper may be None). ``values`` (from :func:`reachable_values`) saves
+    recomputing the points when several relaxations are checked on one problem.
+    """
+    kinds = ", ".join(f"{k} x{n}" for k, n in graph.kind_counts().items())
+    if values is None:
+        values = reachable_values(graph, lower, upper, C, params=params, n_samples=n_samples,
+                                  n_vertices=n_vertices, seed=seed)
+    for b in range(lower.shape[0]):
+        reached = values[b]
         lb = bounds.lower[b].to(torch.float64)
-        low = (lb - values).max()
+        low = (lb - reached).max()
         assert low <= tol, (f"{relaxation_name}: lower bound above a reachable value by {low.item():.3g} "
                             f"(box {b}) on a network of [{kinds}]")
         if bounds.upper is not None:
             ub = bounds.upper[b].to(torch.float64)
-            high = (values - ub).max()
+            high = (reached - ub).max()
             assert high <= tol, (f"{relaxation_name}: upper bound below a reachable value by {high.item():.3g} "
                                  f"(box {b}) on a network of [{kinds}]")

@@ -1,0 +1,54 @@
+"""CROWN/DeepPoly: never looser than IBP (it intersects with IBP's bounds), exact under memory chunking,
+and its selection of neurons to re-bound."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from glsverify.bounds.crown import ibp_is_exact, refine_candidates
+from glsverify.bounds.interface import compute_bounds
+from tests.bounds.nets import FAMILIES, mlp, random_box, random_spec
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(family=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**20), eps=st.sampled_from([0.02, 0.1]))
+def test_crown_is_never_looser_than_ibp(family, seed, eps):
+    graph = FAMILIES[family](seed)
+    lower, upper = random_box(graph, seed, eps=eps)
+    C = random_spec(graph, seed, 2)
+    ibp = compute_bounds(graph, lower, upper, C, method="ibp")
+    for method in ("crown", "deeppoly"):
+        crown = compute_bounds(graph, lower, upper, C, method=method)
+        slack = 1e-9 * (1 + ibp.upper.abs().max())
+        assert (crown.lower >= ibp.lower - slack).all(), (family, method)
+        assert (crown.upper <= ibp.upper + slack).all(), (family, method)
+
+
+@settings(max_examples=5, deadline=None, derandomize=True)
+@given(family=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**20))
+def test_a_tiny_memory_budget_gives_identical_bounds(family, seed):
+    graph = FAMILIES[family](seed)
+    lower, upper = random_box(graph, seed, eps=0.05)
+    C = random_spec(graph, seed, 2)
+    widest = max(node.size for node in graph.nodes)
+    budget = 2 * (2 * widest * 8 * 4)  # two rows per chunk (see crown.rows_per_chunk)
+    for method in ("crown", "crown-ibp", "alpha-crown"):
+        options = {"alpha_iterations": 2}
+        whole = compute_bounds(graph, lower, upper, C, method=method, options=options)
+        chunked = compute_bounds(graph, lower, upper, C, method=method, options={**options, "memory_budget": budget})
+        torch.testing.assert_close(chunked.lower, whole.lower, rtol=0, atol=1e-12)
+        torch.testing.assert_close(chunked.upper, whole.upper, rtol=0, atol=1e-12)
+
+
+def test_exactness_and_candidates():
+    graph = FAMILIES["cnn-residual"](0)
+    exact = ibp_is_exact(graph)
+    # input, normalisation and the first conv are exact; everything after the first ReLU is not
+    first_relu = next(i for i, n in enumerate(graph.nodes) if n.kind == "relu")
+    assert all(exact[:first_relu]) and not any(exact[first_relu:])
+    lo = torch.tensor([[[-1.0, 0.5, -2.0, 1.0]]], dtype=torch.float64)
+    hi = torch.tensor([[[1.0, 2.0, -0.5, 3.0]], ], dtype=torch.float64)
+    g = mlp(0, widths=(4,))
+    assert refine_candidates(g, 2, (lo, hi)).tolist() == [0]  # only the unstable ReLU input
