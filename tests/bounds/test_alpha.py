@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,3 +29,12 @@ def test_alpha_crown_improves_on_an_unstable_net():
     crown = compute_bounds(graph, lower, upper, method="crown")
     alpha = compute_bounds(graph, lower, upper, method="alpha-crown", options={"alpha_iterations": 30})
     assert ((alpha.upper - alpha.lower) < (crown.upper - crown.lower) - 1e-6).any()
+
+
+def test_alpha_crown_runs_under_no_grad():
+    graph = FAMILIES["mlp-relu"](11)
+    lower, upper = random_box(graph, 11, eps=0.3)
+    free = compute_bounds(graph, lower, upper, method="alpha-crown", options={"alpha_iterations": 5})
+    with torch.no_grad():
+        inside = compute_bounds(graph, lower, upper, method="alpha-crown", options={"alpha_iterations": 5})
+    torch.testing.assert_close(inside.lower, free.lower)
