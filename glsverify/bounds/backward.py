@@ -73,7 +73,9 @@ def _linear(node: Node, A: torch.Tensor, ctx: BackwardContext, index: int):
         new_a = torch.bmm(A.expand(p, ba, s, o).reshape(p, ba * s, o), weight).view(p, ba, s, -1)
     if bias is None:
         return [new_a], 0.0
-    return [new_a], (A * bias[:, None, None, :]).sum(-1)
+    if p == 1:
+        return [new_a], A @ bias[0]  # a matrix-vector product: no [P, B, S, O] temporary
+    return [new_a], (A @ bias[:, None, :, None]).squeeze(-1)
 
 
 def conv_output_padding(node: Node, in_shape: tuple[int, ...], weight: torch.Tensor) -> tuple[int, int]:
@@ -152,14 +154,20 @@ def apply_relaxation(A: torch.Tensor, relax: LinearRelaxation) -> tuple[torch.Te
     """Lower bound of ``A · f(x)`` as ``A' · x + bias`` (slopes broadcast as ``[P, B, (S,) *shape]``).
 
     Positive coefficients take the lower line, negative ones the upper line:
-    ``A' = A * a_l + min(A, 0) * (a_u - a_l)``.
+    ``A' = A * a_l + min(A, 0) * (a_u - a_l)``. Written for few passes over ``A`` (the largest
+    tensor of the backward pass): one clamp, one multiply, one fused multiply-add, two contractions.
     """
     def rows(t: torch.Tensor) -> torch.Tensor:
         return t if t.dim() == A.dim() else t.unsqueeze(2)
 
     lower_slope = rows(relax.lower_slope)
+    gap = rows(relax.upper_slope) - lower_slope  # small: [P, B, (S,) *shape]
     neg = A.clamp(max=0)
-    new_a = A * lower_slope + neg * (rows(relax.upper_slope) - lower_slope)
+    new_a = A * lower_slope
+    full = torch.broadcast_shapes(new_a.shape, gap.shape)
+    if new_a.shape != full:  # slopes with more leading axes than A (e.g. alpha per member)
+        new_a = new_a.expand(full).clone()
+    new_a.addcmul_(neg, gap)
     bias = dot_rows(neg, relax.upper_bias)
     if relax.lower_bias is not None:
         bias = bias + dot_rows(A - neg, relax.lower_bias)

@@ -30,10 +30,20 @@ MIXING = {G.LINEAR, G.CONV, G.AVGPOOL, G.ADD}
 
 
 def default_relaxer(options: BoundOptions):
+    """The fixed relaxation of every activation, computed once per node.
+
+    A node's input interval is final before any backward pass reads it, so the relaxation is cached
+    by node index (each refinement pass would otherwise recompute it for every layer it crosses).
+    """
+    cache: dict[int, LinearRelaxation] = {}
+
     def relax(index: int, node: Node, lower: torch.Tensor, upper: torch.Tensor) -> LinearRelaxation:
-        if node.kind == G.RELU:
-            return ACTIVATIONS[G.RELU].relax(lower, upper, mode=options.relu_lower)
-        return ACTIVATIONS[node.kind].relax(lower, upper)
+        if index not in cache:
+            if node.kind == G.RELU:
+                cache[index] = ACTIVATIONS[G.RELU].relax(lower, upper, mode=options.relu_lower)
+            else:
+                cache[index] = ACTIVATIONS[node.kind].relax(lower, upper)
+        return cache[index]
     return relax
 
 
@@ -87,9 +97,11 @@ def start_rows(problem: BoundProblem, index: int, selected: torch.Tensor, with_u
     signs = [1.0, -1.0] if with_upper else [1.0]
     if node.kind == G.LINEAR:
         weight = L.param(node, problem.weights, "weight")[:, selected]  # [P, s, I]
-        bias = L.param(node, problem.weights, "bias")[:, selected]  # [P, s]
+        bias = L.param(node, problem.weights, "bias")
         a = torch.cat([sign * weight for sign in signs], dim=1).unsqueeze(1)  # [P, 1, rows, I]
-        b = torch.cat([sign * bias for sign in signs], dim=1).unsqueeze(1)  # [P, 1, rows]
+        if bias is None:
+            return node.inputs[0], a, 0.0
+        b = torch.cat([sign * bias[:, selected] for sign in signs], dim=1).unsqueeze(1)  # [P, 1, rows]
         return node.inputs[0], a, b
     eye = torch.zeros(len(selected), node.size, dtype=problem.lower.dtype, device=problem.lower.device)
     eye[torch.arange(len(selected), device=eye.device), selected] = 1.0
@@ -112,9 +124,13 @@ def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: In
     batch gives exactly the bounds of its boxes bounded one by one.
     """
     mask = refine_mask(problem.graph, index, interval)
-    selected = mask.flatten(0, 1).any(0).nonzero().squeeze(1)
+    per_box = mask.any(0)  # [B, N]
+    selected = per_box.any(0).nonzero().squeeze(1)
     if selected.numel() == 0:
         return interval
+    pairs = per_box.nonzero()  # [R, 2]: (box, neuron)
+    if per_box.shape[0] > 1 and pairs.shape[0] <= PAIR_FRACTION * selected.numel() * per_box.shape[0]:
+        return refine_pairs(problem, ctx, index, interval, mask, pairs)
     lo, hi = (t.flatten(2) for t in interval)
     chunk = rows_per_chunk(problem, 2 * selected.numel()) // 2 or 1
     new_lo, new_hi = [], []
@@ -133,6 +149,80 @@ def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: In
     hi = hi.scatter(2, pick, torch.where(own, torch.minimum(old_hi, ub), old_hi))
     node_shape = problem.graph.nodes[index].shape
     return lo.reshape(*lead, *node_shape), hi.reshape(*lead, *node_shape)
+
+
+PAIR_FRACTION = 0.5  # per-box rows when they are at most this fraction of (union rows x boxes)
+
+
+def refine_pairs(problem: BoundProblem, ctx: BackwardContext, index: int, interval: Interval,
+                 mask: torch.Tensor, pairs: torch.Tensor) -> Interval:
+    """:func:`refine` with one row pair per (box, candidate neuron) instead of the union for every box.
+
+    Many boxes with few, differing unstable neurons each (input splitting, ACAS Xu) would otherwise
+    bound every box's copy of every neuron that is unstable in any box. Each pair becomes its own
+    batch entry: its box and the intervals of its box are gathered, and the two rows (+e_i, -e_i) are
+    propagated back to that box alone. Rows are independent, so the bounds are those of :func:`refine`.
+    """
+    graph = problem.graph
+    needed = {i for i in bounded_nodes(graph) if i < index}
+    lo, hi = (t.flatten(2) for t in interval)
+    boxes, neurons = pairs[:, 0], pairs[:, 1]
+    element = problem.lower.element_size()
+    widest = max(node.size for node in graph.nodes)
+    per_pair = problem.population * element * (2 * widest * 4 + 2 * sum(graph.nodes[i].size for i in needed))
+    budget = problem.options.memory_budget or default_memory_budget(problem.lower.device)
+    chunk = max(1, budget // max(per_pair, 1))
+
+    def pick(t: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return t if t.shape[1] == 1 else t.index_select(1, where)
+
+    def pick_relaxation(relax: LinearRelaxation, where: torch.Tensor) -> LinearRelaxation:
+        return LinearRelaxation(*(None if t is None else pick(t, where) for t in
+                                  (relax.lower_slope, relax.lower_bias, relax.upper_slope, relax.upper_bias)))
+
+    lows, highs = [], []
+    for part in torch.split(torch.arange(pairs.shape[0], device=pairs.device), chunk):
+        b_idx, n_idx = boxes[part], neurons[part]
+        sub = [(pick(iv[0], b_idx), pick(iv[1], b_idx)) if i in needed and iv is not None else None
+               for i, iv in enumerate(ctx.intervals)]
+
+        def relaxer(i: int, node: Node, lower: torch.Tensor, upper: torch.Tensor, b_idx=b_idx):
+            # the whole batch's (cached) relaxation, gathered: never recomputed per pair
+            full = ctx.relaxer(i, node, *ctx.intervals[node.inputs[0]])
+            return pick_relaxation(full, b_idx)
+
+        start, a, b0 = pair_start_rows(problem, index, n_idx)
+        a_in, bias = backward(start, a, BackwardContext(graph, sub, ctx.weights, relaxer))
+        bounds = concretize(a_in, bias + b0, pick(problem.lower, b_idx), pick(problem.upper, b_idx))  # [P, r, 2]
+        lows.append(bounds[..., 0])
+        highs.append(-bounds[..., 1])
+    lb, ub = torch.cat(lows, -1), torch.cat(highs, -1)  # [P, R]
+    p = max(lb.shape[0], lo.shape[0])
+    lo, hi, mask = (t.expand(p, *t.shape[1:]) for t in (lo, hi, mask))
+    own = mask[:, boxes, neurons]
+    old_lo, old_hi = lo[:, boxes, neurons], hi[:, boxes, neurons]
+    lo, hi = lo.clone(), hi.clone()
+    lo[:, boxes, neurons] = torch.where(own, torch.maximum(old_lo, lb), old_lo)
+    hi[:, boxes, neurons] = torch.where(own, torch.minimum(old_hi, ub), old_hi)
+    node_shape = graph.nodes[index].shape
+    return lo.reshape(*lo.shape[:2], *node_shape), hi.reshape(*hi.shape[:2], *node_shape)
+
+
+def pair_start_rows(problem: BoundProblem, index: int, neurons: torch.Tensor
+                    ) -> tuple[int, torch.Tensor, torch.Tensor | float]:
+    """Backward start for one neuron per batch entry: ``[P|1, r, 2, *shape]`` rows (+e_i, -e_i)."""
+    node = problem.graph.nodes[index]
+    if node.kind == G.LINEAR:
+        weight = L.param(node, problem.weights, "weight")[:, neurons]  # [P, r, I]
+        bias = L.param(node, problem.weights, "bias")
+        a = torch.stack([weight, -weight], dim=2)
+        if bias is None:
+            return node.inputs[0], a, 0.0
+        bias = bias[:, neurons]
+        return node.inputs[0], a, torch.stack([bias, -bias], dim=2)
+    eye = torch.zeros(len(neurons), node.size, dtype=problem.lower.dtype, device=problem.lower.device)
+    eye[torch.arange(len(neurons), device=eye.device), neurons] = 1.0
+    return index, torch.stack([eye, -eye], dim=1).view(1, len(neurons), 2, *node.shape), 0.0
 
 
 def intermediate_intervals(problem: BoundProblem, relaxer: Callable, use_backward: bool) -> list[Interval]:

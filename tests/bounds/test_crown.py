@@ -3,10 +3,12 @@ and its selection of neurons to re-bound."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import glsverify.bounds.crown as crown_module
 from glsverify.bounds.crown import ibp_is_exact, refine_candidates
 from glsverify.bounds.interface import compute_bounds
 from tests.bounds.nets import FAMILIES, mlp, random_box, random_spec
@@ -52,3 +54,25 @@ def test_exactness_and_candidates():
     hi = torch.tensor([[[1.0, 2.0, -0.5, 3.0]], ], dtype=torch.float64)
     g = mlp(0, widths=(4,))
     assert refine_candidates(g, 2, (lo, hi)).tolist() == [0]  # only the unstable ReLU input
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(family=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**20), population=st.booleans())
+def test_per_box_rows_equal_union_rows(family, seed, population):
+    graph = FAMILIES[family](seed)
+    lower, upper = random_box(graph, seed, batch=3, eps=0.05)
+    C = random_spec(graph, seed, 3)
+    params = None
+    if population:
+        gen = torch.Generator().manual_seed(seed)
+        params = {k: graph.params[k] + 0.1 * torch.randn(2, *graph.params[k].shape, generator=gen,
+                                                           dtype=torch.float64) for k in graph.trainable}
+    results = []
+    for fraction in (0.0, 1.0):  # never / always per-box pairs
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(crown_module, "PAIR_FRACTION", fraction)
+            results.append(compute_bounds(graph, lower, upper, C, method="crown", params=params,
+                                          population=population))
+    union, pairs = results
+    torch.testing.assert_close(pairs.lower, union.lower, rtol=0, atol=1e-9)
+    torch.testing.assert_close(pairs.upper, union.upper, rtol=0, atol=1e-9)
