@@ -103,10 +103,52 @@ def start_rows(problem: BoundProblem, index: int, selected: torch.Tensor, with_u
             return node.inputs[0], a, 0.0
         b = torch.cat([sign * bias[:, selected] for sign in signs], dim=1).unsqueeze(1)  # [P, 1, rows]
         return node.inputs[0], a, b
+    if node.kind == G.CONV:
+        rows, bias = conv_rows(problem, node, selected)  # [P, s, C, H, W], [P, s] or None
+        a = torch.cat([sign * rows for sign in signs], dim=1).unsqueeze(1)
+        if bias is None:
+            return node.inputs[0], a, 0.0
+        return node.inputs[0], a, torch.cat([sign * bias for sign in signs], dim=1).unsqueeze(1)
     eye = torch.zeros(len(selected), node.size, dtype=problem.lower.dtype, device=problem.lower.device)
     eye[torch.arange(len(selected), device=eye.device), selected] = 1.0
     a = torch.cat([sign * eye for sign in signs], dim=0).view(1, 1, -1, *node.shape)
     return index, a, 0.0
+
+
+def conv_rows(problem: BoundProblem, node: Node, neurons: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The rows of a convolution for output ``neurons`` (flat indices), as maps on its input.
+
+    Equal to the transposed convolution of one-hot rows, but built by placing each kernel at its
+    window: the transposed convolution of an identity costs as much as a dense layer.
+    Returns ``[P, r, C, H, W]`` and the neurons' biases ``[P, r]`` (None without bias).
+    """
+    weight = L.param(node, problem.weights, "weight")  # [P, O, C/g, kh, kw]
+    bias = L.param(node, problem.weights, "bias")
+    in_shape = problem.graph.nodes[node.inputs[0]].shape
+    channels, height, width = in_shape
+    out_c, out_h, out_w = node.shape
+    a = node.attrs
+    per_group = weight.shape[2]
+    kh, kw = weight.shape[3:]
+    o = neurons // (out_h * out_w)
+    y = (neurons // out_w) % out_h
+    x = neurons % out_w
+    group = o // (out_c // a["groups"])
+    device = neurons.device
+    rows = (y * a["stride"][0] - a["padding"][0]).view(-1, 1, 1, 1) + \
+        (torch.arange(kh, device=device) * a["dilation"][0]).view(1, 1, kh, 1)  # [r, 1, kh, 1]
+    cols = (x * a["stride"][1] - a["padding"][1]).view(-1, 1, 1, 1) + \
+        (torch.arange(kw, device=device) * a["dilation"][1]).view(1, 1, 1, kw)  # [r, 1, 1, kw]
+    chans = (group * per_group).view(-1, 1, 1, 1) + torch.arange(per_group, device=device).view(1, -1, 1, 1)
+    valid = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)  # [r, 1, kh, kw]
+    target = (chans * height + rows) * width + cols  # [r, C/g, kh, kw]
+    target = torch.where(valid, target, torch.zeros_like(target)).flatten(1)
+    values = weight[:, o]  # [P, r, C/g, kh, kw]
+    values = torch.where(valid, values, torch.zeros_like(values)).flatten(2)
+    out = values.new_zeros(weight.shape[0], len(neurons), channels * height * width)
+    out.scatter_add_(2, target.unsqueeze(0).expand(weight.shape[0], -1, -1), values)
+    return out.view(weight.shape[0], len(neurons), *in_shape), None if bias is None else bias[:, o]
 
 
 def backward_bounds(problem: BoundProblem, ctx: BackwardContext, start: int, a: torch.Tensor,
@@ -220,6 +262,10 @@ def pair_start_rows(problem: BoundProblem, index: int, neurons: torch.Tensor
             return node.inputs[0], a, 0.0
         bias = bias[:, neurons]
         return node.inputs[0], a, torch.stack([bias, -bias], dim=2)
+    if node.kind == G.CONV:
+        rows, bias = conv_rows(problem, node, neurons)
+        a = torch.stack([rows, -rows], dim=2)
+        return node.inputs[0], a, 0.0 if bias is None else torch.stack([bias, -bias], dim=2)
     eye = torch.zeros(len(neurons), node.size, dtype=problem.lower.dtype, device=problem.lower.device)
     eye[torch.arange(len(neurons), device=eye.device), neurons] = 1.0
     return index, torch.stack([eye, -eye], dim=1).view(1, len(neurons), 2, *node.shape), 0.0

@@ -76,3 +76,43 @@ def test_per_box_rows_equal_union_rows(family, seed, population):
     union, pairs = results
     torch.testing.assert_close(pairs.lower, union.lower, rtol=0, atol=1e-9)
     torch.testing.assert_close(pairs.upper, union.upper, rtol=0, atol=1e-9)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(p=st.sampled_from([1, 2]), groups=st.sampled_from([1, 2]), kernel=st.integers(1, 3),
+       stride=st.integers(1, 2), padding=st.integers(0, 2), dilation=st.integers(1, 2), bias=st.booleans(),
+       seed=st.integers(0, 100))
+def test_conv_rows_equal_the_transposed_convolution_of_one_hot_rows(p, groups, kernel, stride, padding, dilation,
+                                                                    bias, seed):
+    from glsverify import graph as G
+    from glsverify.bounds.backward import conv_transpose
+    from glsverify.bounds.crown import conv_rows
+    from glsverify.bounds.interface import BoundProblem
+    from glsverify.graph import Graph, Node
+
+    size = 5
+    out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    if out < 1:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    c = 2 * groups
+    attrs = {"stride": (stride, stride), "padding": (padding, padding), "dilation": (dilation, dilation),
+             "groups": groups}
+    roles = {"weight": "w", **({"bias": "b"} if bias else {})}
+    node = Node("c", G.CONV, (0,), (c, out, out), attrs, roles)
+    weights = {"w": torch.randn(p, c, 2, kernel, kernel, generator=gen, dtype=torch.float64),
+               "b": torch.randn(p, c, generator=gen, dtype=torch.float64)}
+    graph = Graph([Node("x", G.INPUT, (), (c, size, size)), node], {k: v[0] for k, v in weights.items()})
+    box = torch.zeros(1, 1, c, size, size, dtype=torch.float64)
+    problem = BoundProblem(graph, weights, box, box, None)
+    neurons = torch.randperm(node.size, generator=gen)[:7]
+    n = len(neurons)
+    rows, b = conv_rows(problem, node, neurons)
+    eye = torch.zeros(n, node.size, dtype=torch.float64)
+    eye[torch.arange(n), neurons] = 1.0
+    want = conv_transpose(eye.view(1, 1, n, *node.shape), weights["w"], node, (c, size, size))
+    torch.testing.assert_close(rows, want.expand(p, 1, n, c, size, size)[:, 0], rtol=0, atol=1e-15)
+    if bias:
+        torch.testing.assert_close(b, weights["b"][:, neurons // (out * out)])
+    else:
+        assert b is None
