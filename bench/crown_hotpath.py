@@ -33,6 +33,8 @@ def cases(device: str):
     cnn = build("cnn3", (1, 28, 28)).to(device=device)
     lo, hi = boxes(cnn, 32, 0.1, device=device)
     yield "cnn3 mnist, B=32, float32", cnn, lo, hi, robustness_spec(32, device=device)
+    lo1, hi1 = boxes(cnn, 1, 0.1, device=device)
+    yield "cnn3 mnist, B=1, float32", cnn, lo1, hi1, robustness_spec(1, device=device)
     cnn64 = cnn.to(dtype=torch.float64)
     yield "cnn3 mnist, B=32, float64", cnn64, lo.double(), hi.double(), robustness_spec(32, dtype=torch.float64,
                                                                                        device=device)
@@ -69,28 +71,40 @@ def main() -> None:
         rows.append({"case": name, "seconds": seconds,
                      "lower_sum": float(bounds.lower.double().sum()), "upper_sum": float(bounds.upper.double().sum())})
         print(f"{name}: {seconds:.3f} s")
+    previous = data["runs"].get(args.label)
+    if previous is not None and [r["case"] for r in previous["rows"]] == [r["case"] for r in rows]:
+        # alternating invocations (before, after, before, ...) on a shared machine: keep the best of all
+        for row, old in zip(rows, previous["rows"]):
+            row["seconds"] = min(row["seconds"], old["seconds"])
+        invocations = previous.get("invocations", 1) + 1
+    else:
+        invocations = 1
     data["runs"][args.label] = {"commit": commit, "device": args.device, "threads": args.threads,
-                                "torch": torch.__version__, "machine": platform.machine(), "rows": rows}
+                                "torch": torch.__version__, "machine": platform.machine(), "rows": rows,
+                                "invocations": invocations}
     RESULTS.mkdir(exist_ok=True)
     atomic_write_json(path, data)
     atomic_write_text(RESULTS / "crown_hotpath.md", render(data))
 
 
 def render(data: dict) -> str:
-    labels = list(data["runs"])
-    lines = ["# CROWN hot path (full CROWN, best of 5, one thread: the 2-core machine was shared)", "",
-             "Commands: `PYTHONPATH=. python bench/crown_hotpath.py --label before --threads 1 --repeats 5` "
-             "run from a checkout of the commit before the optimisation (da9e887), then "
-             "`PYTHONPATH=. python bench/crown_hotpath.py --label after --threads 1 --repeats 5` on the optimised one.",
+    labels = sorted(data["runs"], key=lambda label: (label != "before", label))
+    lines = ["# CROWN hot path (full CROWN, one thread: the 2-core machine was shared with other jobs)", "",
+             "Commands, alternated three times (each keeps the best time per case over its invocations): "
+             "`PYTHONPATH=. python bench/crown_hotpath.py --label before --threads 1 --repeats 3` "
+             "run from a checkout of the commit before the optimisation (da9e887), and "
+             "`PYTHONPATH=. python bench/crown_hotpath.py --label after --threads 1 --repeats 3` on the optimised one.",
              "", "Changes: linear-layer bias term as a matrix-vector product (no [P, B, S, O] temporary); "
              "apply_relaxation with one fused multiply-add instead of a product and a sum temporary; activation "
              "relaxations cached per node (every refinement pass recomputed them); per-box (box, neuron) rows "
-             "instead of union rows when candidates are sparse across many boxes (with gathered cached relaxations).",
+             "instead of union rows when candidates are sparse across many boxes (with gathered cached relaxations); "
+             "the rows of a convolution being refined built by placing its kernels (crown.conv_rows) instead of a "
+             "transposed convolution of one-hot rows.",
              ""]
     for label in labels:
         run = data["runs"][label]
         lines.append(f"- {label}: commit {run['commit']}, {run['device']}, {run['threads']} threads, "
-                     f"torch {run['torch']}")
+                     f"torch {run['torch']}, best over {run.get('invocations', 1)} invocations")
     lines += ["", "| case | " + " | ".join(f"{l} s" for l in labels) +
               (" | before / after |" if {"before", "after"} <= set(labels) else " |"),
               "|---" * (len(labels) + 1 + ({"before", "after"} <= set(labels))) + "|"]
