@@ -1,12 +1,16 @@
 """CROWN (= DeepPoly): backward linear bounds with CROWN-computed intermediate bounds.
 
-Intermediate bounds of every node that feeds a nonlinearity come from backward propagation from that
-node, intersected with IBP. Only neurons that IBP cannot already decide are re-bounded (for ReLU: the
-unstable ones, taken as the union over population and batch), the identity rows are processed in
-chunks that fit the memory budget, and a node reached through a single affine layer from the input
-keeps its (exact) IBP bounds. Cost: for each nonlinear layer k, one backward pass with U_k rows
-(unstable neurons) through all earlier layers, i.e. O(sum_k U_k * sum_{j<k} N_j * P * B) memory
-traffic, quadratic in depth and linear in width times unstable count.
+Intermediate bounds of every node that feeds a nonlinearity (activations, maxpool) come from backward
+propagation from that node, intersected with IBP. Only neurons that IBP cannot already decide are
+re-bounded (for ReLU: the unstable ones), and a neuron's interval changes only in the members and boxes
+where it is a candidate, so batching never changes a box's bounds. Rows are the union of candidates
+over the batch, or one row pair per (box, candidate) when candidates are sparse across many boxes
+(:func:`refine_pairs`). A linear or conv node is stepped over at the start (its weight rows, placed
+directly, are the start at its input); rows are processed in chunks that fit the memory budget; a
+node reached through a single affine layer from the input keeps its (exact) IBP bounds; activation
+relaxations are computed once per node. Cost: for each nonlinear layer k, one backward pass with U_k
+rows through all earlier layers, i.e. O(sum_k U_k * sum_{j<k} N_j * P * B) memory traffic, quadratic
+in depth and linear in width times unstable count.
 """
 
 from __future__ import annotations
