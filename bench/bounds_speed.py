@@ -9,7 +9,7 @@ before bounding (tracemalloc cannot see torch's allocations); on CUDA torch.cuda
 The baseline of each row is IBP on the same configuration, measured in the same run.
 Writes bench/results/bounds_speed.{json,md}.
 
-    PYTHONPATH=. python bench/bounds_speed.py [--device cuda] [--cap 60] [--threads 2]
+    PYTHONPATH=. python bench/bounds_speed.py [--device cuda] [--cap 60] [--threads 1]
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--worker", nargs=4)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cap", type=float, default=60.0)
     parser.add_argument("--nets", default=",".join(NETS))
     args = parser.parse_args()
@@ -136,6 +136,8 @@ def render(data: dict) -> str:
              "alpha-CROWN 20 iterations. Each configuration in a fresh process (warm-up on one box, then the timed "
              "call, repeated up to 10 times while the total stays under 3 s, best kept); peak = growth of VmHWM over "
              "the resident size before bounding (CPU) or torch.cuda.max_memory_allocated (CUDA). "
+             "One intra-op thread: on this shared 2-core VM two torch threads made small ops up to 30x slower "
+             "(a loop of 8 CNN3 IBP calls at B = 32: 1.1 s with 2 threads, 0.03 s with 1). "
              "x IBP = time / IBP time of the same configuration. '> cap' = the process (warm-up included) was killed at the cap, or skipped because "
              "a smaller batch of the same method already hit it.", "",
              "auto_LiRPA reference column: not available. The only auto_LiRPA on PyPI (0.3) installs with "

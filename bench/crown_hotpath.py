@@ -5,7 +5,7 @@ Each run is recorded under a label (``--label before`` was run on the commit bef
 ``--label after`` on the optimised one); the bounds' checksums show that results did not change.
 Writes bench/results/crown_hotpath.{json,md}.
 
-    PYTHONPATH=. python bench/crown_hotpath.py --label after [--device cuda] [--threads 2]
+    PYTHONPATH=. python bench/crown_hotpath.py --label after [--device cuda] [--threads 1]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--label", required=True)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

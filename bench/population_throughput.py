@@ -8,7 +8,7 @@ net. Achieved FLOP/s counts the multiply-adds of the layer maps (IBP: centre and
 CROWN-IBP: that plus one transposed pass per specification row), 2 FLOPs each.
 Writes bench/results/population_throughput.{json,md}.
 
-    PYTHONPATH=. python bench/population_throughput.py [--device cuda] [--batch 128] [--threads 2]
+    PYTHONPATH=. python bench/population_throughput.py [--device cuda] [--batch 128] [--threads 1]
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=None, help="default: 128 on CUDA, 32 on CPU")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch = args.batch or (128 if args.device == "cuda" else 32)
@@ -199,6 +199,7 @@ def render(data: dict) -> str:
              "", f"Command: `{data['command']}` (torch {data['torch']}, {data['cpus']} CPUs).",
              f"B = {data['batch']}" + (" (reduced from 128 on this CPU: CROWN-IBP at P = 256 would need "
                                         "A tensors of ~7 GiB)" if data["device"] == "cpu" and data["batch"] < 128 else ""),
+             "One intra-op thread (two threads made small ops up to 30x slower on this shared 2-core VM). "
              f"Loop: compute_bounds once per member, timed on {data['loop_members']} members and scaled to P. "
              "vmap: torch.func.vmap over the members of a plain functional IBP / CROWN-IBP (same maths, no "
              "engine). GFLOP/s: multiply-adds of the layer maps of the population call "
