@@ -182,7 +182,10 @@ class Graph:
 
     def lead_weights(self, params: Mapping[str, torch.Tensor] | None,
                      population: bool) -> dict[str, torch.Tensor]:
-        """Merge ``params`` over the graph's own tensors; give trained tensors a leading P axis."""
+        """Merge ``params`` over the graph's own tensors; give trained tensors a leading P axis.
+
+        In population mode a trained tensor that ``params`` does not override is the graph's own one,
+        shared by every member (P = 1, broadcast)."""
         merged = dict(self.params)
         if params:
             merged.update(params)
@@ -191,7 +194,7 @@ class Graph:
         for key, value in merged.items():
             if key in trained:
                 base = self.params[key].shape
-                if population:
+                if population and params and key in params:
                     if tuple(value.shape[1:]) != tuple(base):
                         raise ShapeMismatchError(f"population tensor {key}", ("P", *base), tuple(value.shape))
                     out[key] = value

@@ -34,6 +34,7 @@ def _atomic(path: str | os.PathLike, writer: Callable[[Any], Any]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions of a new file
         with os.fdopen(fd, "wb") as handle:
             writer(handle)
             handle.flush()
@@ -45,3 +46,10 @@ def _atomic(path: str | os.PathLike, writer: Callable[[Any], Any]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; it is restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -69,7 +69,7 @@ def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attrs
                      stride, padding, dilation, groups)
         return y.view(p_x, batch, *y.shape[1:])
     flat_w = weight.reshape(p_w * out_c, *weight.shape[2:])
-    flat_b = None if bias is None else bias.reshape(p_w * out_c)
+    flat_b = None if bias is None else bias.expand(p_w, out_c).reshape(p_w * out_c)  # bias may be shared
     if p_x == 1 and groups == 1:
         y = F.conv2d(x[0], flat_w, flat_b, stride, padding, dilation, 1)
     else:

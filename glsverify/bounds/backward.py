@@ -39,6 +39,8 @@ class BackwardContext:
     intervals: list[Interval | None]  # pre-computed bounds of every node that feeds a nonlinearity
     weights: Mapping[str, torch.Tensor]
     relaxer: Relaxer
+    # sees A at every visited node; a returned tensor replaces it (beta-CROWN's split multipliers)
+    visitor: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None
 
 
 Rule = Callable[[Node, torch.Tensor, BackwardContext, int], tuple[list[torch.Tensor], torch.Tensor | float]]
@@ -220,6 +222,9 @@ def backward(start: int, A: torch.Tensor, ctx: BackwardContext) -> tuple[torch.T
         a = pending.pop(index, None)
         if a is None:
             continue
+        if ctx.visitor is not None:
+            replaced = ctx.visitor(index, a)
+            a = a if replaced is None else replaced
         node = ctx.graph.nodes[index]
         new_as, b = BACKWARD[node.kind](node, a, ctx, index)
         bias = bias + b
@@ -228,6 +233,8 @@ def backward(start: int, A: torch.Tensor, ctx: BackwardContext) -> tuple[torch.T
     a_in = pending.get(0)
     if a_in is None:  # the output does not depend on the input
         a_in = A.new_zeros(*A.shape[:3], *ctx.graph.input_shape)
+    if ctx.visitor is not None:
+        ctx.visitor(0, a_in)
     if not isinstance(bias, torch.Tensor):
         bias = a_in.new_zeros(a_in.shape[:3])
     return a_in, bias

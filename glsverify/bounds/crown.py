@@ -284,7 +284,7 @@ def intermediate_intervals(problem: BoundProblem, relaxer: Callable, use_backwar
     ctx = BackwardContext(graph, intervals, problem.weights, relaxer)
     for index, node in enumerate(graph.nodes[1:], start=1):
         interval = ibp_node(node, [intervals[i] for i in node.inputs], problem.weights)
-        if index in needed and not exact[index]:
+        if index in needed and not exact[index] and (problem.refine_filter is None or problem.refine_filter(index)):
             interval = refine(problem, ctx, index, interval)
         if problem.interval_hook is not None:
             interval = problem.interval_hook(index, interval)
@@ -337,7 +337,7 @@ class CROWN(Relaxation):
     def bound(self, problem: BoundProblem) -> tuple[torch.Tensor, torch.Tensor | None]:
         relaxer = default_relaxer(problem.options)
         intervals = intermediate_intervals(problem, relaxer, self.backward_intermediates)
-        ctx = BackwardContext(problem.graph, intervals, problem.weights, relaxer)
+        ctx = BackwardContext(problem.graph, intervals, problem.weights, relaxer, problem.visitor)
         lb, ub = output_bounds(problem, ctx)
         if problem.options.intersect_ibp:
             lb, ub = intersect(problem, intervals, lb, ub)

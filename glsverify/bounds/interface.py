@@ -57,6 +57,13 @@ class BoundProblem:
     # Called on every node's interval once computed (e.g. branch and bound clamps split ReLU inputs):
     # (node index, (lower, upper)) -> (lower, upper). Must only ever tighten soundly.
     interval_hook: Callable[[int, tuple[torch.Tensor, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]] | None = None
+    # Linear-bound relaxations skip the backward refinement of node ``index`` when this returns False
+    # (branch and bound passes intervals that cannot have changed through ``interval_hook``).
+    refine_filter: Callable[[int], bool] | None = None
+    # Called with (node index, A [P, B, S, *shape]) for every node the final backward pass visits
+    # (branching heuristics read the coefficients of activations and of the input). A returned tensor
+    # replaces A (beta-CROWN adds its split multipliers this way); None keeps it.
+    visitor: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None
     # Filled by linear-bound relaxations: the intervals of every node, for reuse by callers.
     intervals: list | None = None
 
@@ -117,13 +124,16 @@ def compute_bounds(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: to
                    method: str = "crown", params: Mapping[str, torch.Tensor] | None = None,
                    population: bool = False, want_upper: bool = True, want_lower: bool = True,
                    options: BoundOptions | Mapping | None = None,
-                   interval_hook: Callable | None = None) -> Bounds:
+                   interval_hook: Callable | None = None, refine_filter: Callable | None = None,
+                   visitor: Callable | None = None, keep_intervals: list | None = None) -> Bounds:
     """Bound ``C @ f(x)`` over the boxes ``lower <= x <= upper``.
 
     Shapes: ``lower``/``upper`` ``[B, *input_shape]``; ``C`` ``[B, S, n_out]`` or ``[S, n_out]``;
     ``params`` as in :meth:`Graph.forward`. Returns ``[B, S]`` bounds, or ``[P, B, S]`` in population
     mode. Bounds that are NaN become infinite (never a proof). With ``want_lower=False`` only upper
     bounds are computed (``Bounds.lower`` is None): certified training needs only those.
+    ``interval_hook``, ``refine_filter`` and ``visitor`` are branch-and-bound hooks (see
+    :class:`BoundProblem`); ``keep_intervals``, when a list, receives every node's interval.
     """
     relaxation = get_relaxation(method)
     if options is None:
@@ -152,8 +162,10 @@ def compute_bounds(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: to
             C = torch.eye(n_out, dtype=lower.dtype, device=lower.device).expand(lower.shape[0], n_out, n_out)
         C = -C
     problem = BoundProblem(graph, graph.lead_weights(params, population), lower.unsqueeze(0), upper.unsqueeze(0),
-                           C, want_upper and want_lower, options, interval_hook)
+                           C, want_upper and want_lower, options, interval_hook, refine_filter, visitor)
     lb, ub = relaxation.bound(problem)
+    if keep_intervals is not None and problem.intervals is not None:
+        keep_intervals.extend(problem.intervals)
     lb, ub = sanitize(lb, ub, nonfinite_members(problem))
     if not want_lower:
         lb, ub = None, -lb

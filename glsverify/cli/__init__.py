@@ -63,7 +63,9 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps errors to exit codes without tracebacks."""
     try:
-        cli.main(args=argv, prog_name="glsverify", standalone_mode=False)
+        # Without standalone mode click *returns* the code of a ctx.exit(code) (LazyGroup's exit 2, or
+        # --version's 0) instead of raising; commands themselves return None.
+        code = cli.main(args=argv, prog_name="glsverify", standalone_mode=False)
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
     except click.exceptions.Abort:
@@ -84,4 +86,4 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Internal error: {type(error).__name__}: {error} "
                    "(set GLSVERIFY_DEBUG=1 for the traceback)", err=True)
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -53,11 +53,34 @@ def _convert(model: onnx.ModelProto, path: str | os.PathLike) -> torch.fx.GraphM
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return convert(model, attach_onnx_mapping=True)
+            # eval(): onnx2torch returns a module in training mode, where BatchNormalization would use
+            # batch statistics and Dropout would drop.
+            return convert(model, attach_onnx_mapping=True).eval()
     except NotImplementedError as error:
-        raise UnsupportedOpError([("?", "?")], ops.supported_op_names(), f"onnx2torch: {error}") from None
+        raise UnsupportedOpError([_refused_node(model)], ops.supported_op_names(),
+                                 f"onnx2torch: {error}") from None
     except Exception as error:  # noqa: BLE001 - converter failures are reported, not crashed on
         raise InvalidModelError(f"{path}: onnx2torch could not convert the model: {error}") from None
+
+
+def _refused_node(model: onnx.ModelProto) -> tuple[str, str]:
+    """The (op type, node name) whose onnx2torch converter refuses its configuration (e.g. asymmetric
+    pooling pads), found by running each node's converter on its own."""
+    from onnx2torch.node_converters import get_converter
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    graph = OnnxGraph(model.graph)
+    versions = {entry.domain: entry.version for entry in model.opset_import}
+    for onnx_node in graph.nodes.values():
+        try:
+            converter = get_converter(domain=onnx_node.domain, operation_type=onnx_node.operation_type,
+                                      version=versions.get(onnx_node.domain, versions.get("", 1)))
+            converter(onnx_node, graph)
+        except NotImplementedError:
+            return onnx_node.operation_type, onnx_node.name
+        except Exception:  # noqa: BLE001 - only the refusing node matters here
+            continue
+    return "?", "?"
 
 
 def _self_check(graph: Graph, module: torch.fx.GraphModule, batch_axis: bool, path) -> None:

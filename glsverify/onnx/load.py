@@ -44,7 +44,8 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     try:
         model.ParseFromString(data)
     except Exception as error:  # protobuf raises DecodeError or RuntimeError on bad bytes
-        raise InvalidModelError(f"{path}: not an ONNX model (protobuf decode failed: {error})") from None
+        raise InvalidModelError(f"{path}: not an ONNX model, or a truncated one (protobuf decode "
+                                f"failed: {error})") from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
         raise InvalidModelError(f"{path}: not an ONNX model (no graph found; is the file truncated?)")
     _load_external_data(model, path)

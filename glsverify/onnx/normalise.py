@@ -85,8 +85,12 @@ class Builder:
         self.examples[value.index] = self._evaluate(self.nodes[value.index])
 
     def foldable(self, value: Data) -> bool:
-        """True if nothing but the op being normalised reads this node, so it may be rewritten."""
-        return value.index > 0 and self.refs.get(value.index, 0) == 1
+        """True if nothing but the op being normalised reads this node, so it may be rewritten.
+
+        ``refs`` counts only the readers still to come; a node already built on this one (an earlier
+        reader) would see the rewritten value too, so it blocks folding as well."""
+        return (value.index > 0 and self.refs.get(value.index, 0) == 1
+                and not any(value.index in node.inputs for node in self.nodes))
 
     def _evaluate(self, node: Node) -> torch.Tensor:
         weights = {key: self.params[key].unsqueeze(0) if node.kind in G.WEIGHTED else self.params[key]

@@ -166,8 +166,8 @@ def _binary(op_type: str):
                 from glsverify.errors import ShapeMismatchError
                 raise ShapeMismatchError(f"second operand of '{builder.current[1]}'", builder.shape(a),
                                          builder.shape(b))
-            if op_type == "Sub":
-                b = builder.add(G.AFFINE, [b], params={"scale": torch.tensor(-1.0)}, suffix="_neg")
+            if op_type == "Sub":  # the negation folds into the producing layer when only this Sub reads it
+                b = affine(builder, b, scale=torch.tensor(-1.0))
             return builder.add(G.ADD, [a, b])
         constant_first = not isinstance(a, Data)
         data, c = (b, a) if constant_first else (a, b)

@@ -1,0 +1,117 @@
+"""Run the verifier on VNN-COMP benchmark folders and compare with the published tools.
+
+For each folder (instances.csv + ground_truth.csv + tool_results.csv) this records every answer, the
+number solved and wrong, and the summed time, against each published tool-run on the same instances
+(its correct answers and summed time, judged by the folder's ground truth). Published times come from
+the competition's machines (and include each tool's start-up), ours from this machine with the
+network import but not the Python start-up counted: compare them as ratios, not as absolute speed.
+
+    python bench/verify_benchmarks.py --benchmarks ../shared/benchmarks --folders test acasxu mnist_fc_2022
+
+Writes bench/results/verify_<folder>_<device>.csv (per instance) and bench/results/verify_<device>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from glsverify.verify.pipeline import VerifyOptions  # noqa: E402
+from glsverify.vnncomp.instances import read_instances  # noqa: E402
+from glsverify.vnncomp.runner import WorkerExecutor, run_instances  # noqa: E402
+
+
+def published(folder: Path) -> list[dict]:
+    """Per published tool-run (year, tool): correct answers, wrong answers and their summed time."""
+    truth = {}
+    with open(folder / "ground_truth.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            truth[(row["onnx"], row["vnnlib"])] = row["expected"]
+    runs: dict[tuple[str, str], dict] = defaultdict(lambda: {"solved": 0, "wrong": 0, "time": 0.0})
+    with open(folder / "tool_results.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            key = (row["year"], row["tool"])
+            expected = truth.get((row["onnx"], row["vnnlib"]))
+            if row["result"] in ("sat", "unsat"):
+                if row["judged"] == "correct" or (row["result"] == expected and row["judged"] != "wrong"
+                                                  and row["judged"] != "sat-without-valid-ce"):
+                    runs[key]["solved"] += 1
+                    runs[key]["time"] += float(row["time_s"] or 0)
+                elif row["judged"] in ("wrong", "sat-without-valid-ce") or expected in ("sat", "unsat"):
+                    runs[key]["wrong"] += 1
+    table = [{"year": y, "tool": t, **v} for (y, t), v in runs.items()]
+    return sorted(table, key=lambda r: (-r["solved"], r["time"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmarks", type=Path, default=ROOT.parent / "shared" / "benchmarks")
+    parser.add_argument("--folders", nargs="+", default=["test", "acasxu", "mnist_fc_2022"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply the competition timeouts")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Verifier on VNN-COMP benchmarks ({args.device})", "",
+             f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}; command: "
+             f"`python bench/verify_benchmarks.py --folders {' '.join(args.folders)} --device {args.device}`"
+             + (f" --timeout-scale {args.timeout_scale}" if args.timeout_scale != 1 else ""), ""]
+    for name in args.folders:
+        folder = args.benchmarks / name
+        instances = read_instances(folder)[: args.limit]
+        if args.timeout_scale != 1.0:
+            from glsverify.vnncomp.instances import Instance
+            instances = [Instance(i.onnx, i.vnnlib, i.timeout * args.timeout_scale, i.expected) for i in instances]
+        executor = WorkerExecutor(VerifyOptions(device=args.device))
+        executor.warm_up()
+        started = time.perf_counter()
+        try:
+            results = run_instances(instances, executor, on_result=lambda i, r: print(
+                f"{i.name}: {r.result} ({r.method}) {r.time_s:.2f}s expected {i.expected}", flush=True))
+        finally:
+            executor.close()
+        wall = time.perf_counter() - started
+        with open(args.out / f"verify_{name}_{args.device}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["onnx", "vnnlib", "expected", "result", "time_s", "method"])
+            for i, r in zip(instances, results):
+                writer.writerow([i.onnx.name, i.vnnlib.name, i.expected, r.result, f"{r.time_s:.3f}", r.method])
+        solved = [r for r in results if r.result in ("sat", "unsat") and not r.wrong]
+        wrong = [r for r in results if r.wrong]
+        decided = sum(1 for i in instances if i.expected in ("sat", "unsat"))
+        ours_time = sum(r.time_s for r in solved)
+        lines += [f"## {name}", "",
+                  f"- instances: {len(instances)} ({decided} with a known answer)",
+                  f"- **solved: {len(solved)}**, wrong: **{len(wrong)}**, "
+                  f"timeout/unknown/error: {len(results) - len(solved) - len(wrong)}",
+                  f"- summed time of solved instances: {ours_time:.1f} s (all instances: "
+                  f"{sum(r.time_s for r in results):.1f} s; wall clock incl. worker start-up {wall:.1f} s)", ""]
+        if (folder / "tool_results.csv").is_file() and args.limit is None:
+            lines += ["| tool (year) | solved | wrong | summed time of solved (s) | their time / ours |",
+                      "|---|---|---|---|---|",
+                      f"| **glsverify ({args.device}, this machine)** | {len(solved)} | {len(wrong)} | "
+                      f"{ours_time:.1f} | 1.00 |"]
+            for row in published(folder)[:8]:
+                ratio = row["time"] / ours_time if ours_time else float("nan")
+                lines.append(f"| {row['tool']} ({row['year']}) | {row['solved']} | {row['wrong']} | "
+                             f"{row['time']:.1f} | {ratio:.2f} |")
+            lines.append("")
+        by_method: dict[str, int] = defaultdict(int)
+        for r in solved:
+            by_method[r.method] += 1
+        lines += ["Settled by: " + ", ".join(f"{k} {v}" for k, v in sorted(by_method.items())), ""]
+    (args.out / f"verify_{args.device}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

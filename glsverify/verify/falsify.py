@@ -1,0 +1,89 @@
+"""Falsification: random samples, then multi-restart PGD on the property's violation margin.
+
+The margin of an output is the smallest, over the case's unsafe polytopes, of the largest row excess
+``C_r y - d_r``; it is <= 0 exactly when the output is unsafe. PGD minimises it with signed gradient
+steps projected onto the box. Candidates with a small margin are confirmed in onnxruntime
+(:class:`~glsverify.verify.witness.WitnessChecker`) before they count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from glsverify.graph import Graph
+from glsverify.verify.deadline import Deadline
+from glsverify.verify.problem import CaseProblem
+from glsverify.verify.witness import Counterexample, WitnessChecker
+
+CANDIDATE_SLACK = 1e-6  # float32 rounding may move a float64 margin of -1e-7 either way
+
+
+@dataclass
+class FalsifyOptions:
+    samples: int = 1024
+    restarts: int = 16
+    steps: int = 40
+    max_checks: int = 8
+
+
+def falsify(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
+            generator: torch.Generator, options: FalsifyOptions | None = None) -> Counterexample | None:
+    """Search the case's box for a counterexample confirmed by onnxruntime."""
+    options = options or FalsifyOptions()
+    lower, upper = case.lower.unsqueeze(0), case.upper.unsqueeze(0)
+    with torch.no_grad():
+        noise = torch.rand((options.samples, *case.lower.shape), generator=generator, dtype=lower.dtype)
+        points = torch.cat([(lower + upper) / 2, lower + (upper - lower) * noise.to(lower.device)])
+        margins = case.violation_margin(graph.forward(points))
+    found = _confirm(points, margins, case, checker, options.max_checks)
+    if found is not None or deadline.expired():
+        return found
+    order = torch.argsort(margins)
+    starts = points[order[: options.restarts]]
+    x, margins = pgd_minimise_margin(graph, case, starts, options.steps, deadline)
+    return _confirm(x, margins, case, checker, options.max_checks)
+
+
+def pgd_minimise_margin(graph: Graph, case: CaseProblem, starts: torch.Tensor, steps: int,
+                        deadline: Deadline) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signed-gradient descent on the violation margin from each start; the best point per start."""
+    lower, upper = case.lower.unsqueeze(0), case.upper.unsqueeze(0)
+    width = upper - lower
+    x = starts.clone()
+    best_x, best_m = x.clone(), torch.full((x.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
+    for step in range(steps):
+        if deadline.expired():
+            break
+        x.requires_grad_(True)
+        margin = case.violation_margin(graph.forward(x))
+        (grad,) = torch.autograd.grad(margin.sum(), x)
+        with torch.no_grad():
+            better = margin < best_m
+            best_m = torch.where(better, margin.detach(), best_m)
+            best_x[better] = x.detach()[better]
+            if bool((best_m < -CANDIDATE_SLACK).any()):
+                break
+            size = 0.25 * (1 - step / steps) + 0.01
+            x = torch.minimum(torch.maximum(x.detach() - size * width * torch.sign(grad), lower), upper)
+    with torch.no_grad():
+        margin = case.violation_margin(graph.forward(x))
+        better = margin < best_m
+        best_m = torch.where(better, margin, best_m)
+        best_x[better] = x[better]
+    return best_x, best_m
+
+
+def _confirm(points: torch.Tensor, margins: torch.Tensor, case: CaseProblem, checker: WitnessChecker,
+             max_checks: int) -> Counterexample | None:
+    """Run the most promising candidates (margin <= slack) through onnxruntime."""
+    candidates = torch.nonzero(margins <= CANDIDATE_SLACK).squeeze(1)
+    if candidates.numel() == 0:
+        return None
+    candidates = candidates[torch.argsort(margins[candidates])][:max_checks]
+    for i in candidates.tolist():
+        found = checker.check(points[i].detach().cpu().numpy(), case.index)
+        if found is not None:
+            return found
+    return None

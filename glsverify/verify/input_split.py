@@ -1,0 +1,201 @@
+"""Branch and bound over the input box, for networks with few inputs (ACAS Xu has 5).
+
+Every box on the stack has already been bounded. An open box (some unsafe polytope not yet proved
+empty) is checked for a counterexample at its centre, then split in half along one dimension. The
+dimension is chosen by lookahead: the children of the ``lookahead`` most promising dimensions (ranked
+by ``|A_i| x width_i`` of the bound's linear form) are all bounded in one batch, and the split whose
+worse child is closest to a proof wins; its children are pushed with their bounds, so nothing is
+bounded twice. Halves share their midpoint, so children cover their parent exactly and no
+counterexample can be lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from glsverify import graph as G
+from glsverify.bounds.interface import PROOF_MARGIN, compute_bounds
+from glsverify.graph import Graph
+from glsverify.verify.beta import alpha_beta_bounds
+from glsverify.verify.deadline import Deadline
+from glsverify.verify.falsify import CANDIDATE_SLACK
+from glsverify.verify.problem import CaseProblem
+from glsverify.verify.witness import Counterexample, WitnessChecker
+
+
+@dataclass
+class InputSplitOptions:
+    method: str = "crown"
+    optimise: int = 10  # alpha/lambda iterations on boxes CROWN leaves open (0: off; ReLU networks)
+    lookahead: int = 2  # dimensions whose splits are tried per box (1: no lookahead)
+    batch: int = 256  # open boxes split per round (each costs 2 x lookahead bounds)
+    max_open: int = 2_000_000  # boxes kept before giving up (answer unknown)
+
+
+@dataclass
+class SearchOutcome:
+    result: str  # "unsat" | "sat" | "timeout" | "unknown"
+    counterexample: Counterexample | None = None
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class BoundedBoxes:
+    lower: torch.Tensor  # [N, *input_shape]
+    upper: torch.Tensor
+    gap: torch.Tensor  # [N] proof progress: > 0 means every polytope is proved empty
+    rank: torch.Tensor  # [N, D] split dimensions, most promising first
+
+    def __len__(self) -> int:
+        return self.lower.shape[0]
+
+    def take(self, index: torch.Tensor) -> "BoundedBoxes":
+        return BoundedBoxes(self.lower[index], self.upper[index], self.gap[index], self.rank[index])
+
+    @staticmethod
+    def cat(parts: list["BoundedBoxes"]) -> "BoundedBoxes":
+        return BoundedBoxes(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lower", "upper", "gap", "rank")))
+
+
+def input_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
+                options: InputSplitOptions | None = None) -> SearchOutcome:
+    options = options or InputSplitOptions()
+    stack = [_bound(graph, case, case.lower.unsqueeze(0), case.upper.unsqueeze(0), options)]
+    evaluated, rounds, leaves = 1, 0, 0
+    while stack:
+        if deadline.expired():
+            return SearchOutcome("timeout", stats=_stats(evaluated, rounds, leaves))
+        boxes = _pop(stack, options.batch)
+        rounds += 1
+        open_ = boxes.gap <= 0
+        leaves += int((~open_).sum())
+        if not bool(open_.any()):
+            continue
+        boxes = boxes.take(torch.nonzero(open_).squeeze(1))
+        found = _centre_counterexample(graph, case, checker, boxes)
+        if found is not None:
+            return SearchOutcome("sat", found, _stats(evaluated, rounds, leaves))
+        children = _split(graph, case, boxes, options)
+        evaluated += len(boxes) * 2 * min(options.lookahead, boxes.rank.shape[1])
+        stack.append(children)
+        if sum(len(b) for b in stack) > options.max_open:
+            return SearchOutcome("unknown", stats={**_stats(evaluated, rounds, leaves), "reason": "too many boxes"})
+    return SearchOutcome("unsat", stats=_stats(evaluated, rounds, leaves))
+
+
+def _stats(evaluated: int, rounds: int, leaves: int) -> dict:
+    return {"boxes": evaluated, "rounds": rounds, "leaves": leaves}
+
+
+def _bound(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Tensor,
+           options: InputSplitOptions) -> BoundedBoxes:
+    """Bound the rows on each box; record its proof gap and its split dimensions by promise."""
+    seen: dict[int, torch.Tensor] = {}
+    kept: list = []
+
+    def visit(index: int, a: torch.Tensor) -> None:
+        if index == 0:
+            seen[0] = a
+
+    with torch.no_grad():
+        row_lower = compute_bounds(graph, lower, upper, case.C, method=options.method, want_upper=False,
+                                   visitor=visit, keep_intervals=kept).lower
+    n = lower.shape[0]
+    excess = row_lower - case.d
+    per_polytope = excess.new_full((n, case.n_polytopes), -float("inf")).scatter_reduce(
+        1, case.owner.expand_as(excess), excess, reduce="amax")
+    if options.optimise > 0 and kept and _relu_only(graph):
+        per_polytope = _optimise_open(graph, case, lower, upper, kept, per_polytope, options.optimise)
+    gap = per_polytope.min(dim=1).values - PROOF_MARGIN  # > 0 iff every polytope is proved empty
+    proved = case.proved(row_lower)
+    best_row = torch.where(~proved.gather(1, case.owner.expand(n, -1)), excess,
+                           torch.full_like(excess, -float("inf"))).argmax(dim=1)
+    coeffs = seen[0].expand(1, n, *seen[0].shape[2:])[0]  # [N, R, *in]
+    a = coeffs[torch.arange(n, device=coeffs.device), best_row].flatten(1)
+    rank = torch.argsort(a.abs() * (upper - lower).flatten(1), dim=1, descending=True)
+    return BoundedBoxes(lower, upper, gap, rank)
+
+
+def _relu_only(graph: Graph) -> bool:
+    return all(node.kind not in (G.SIGMOID, G.TANH, G.MAXPOOL) for node in graph.nodes)
+
+
+def _optimise_open(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Tensor, kept: list,
+                   per_polytope: torch.Tensor, iterations: int) -> torch.Tensor:
+    """alpha-CROWN with optimised row combinations on the boxes that CROWN leaves open: a polytope is
+    empty when a convex combination of its rows has a positive lower bound."""
+    open_ = torch.nonzero((per_polytope - PROOF_MARGIN <= 0).any(dim=1)).squeeze(1)
+    if open_.numel() == 0:
+        return per_polytope
+    points = sorted({node.inputs[0] for node in graph.nodes if node.kind == G.RELU})
+    if not points:
+        return per_polytope
+    intervals = {k: (kept[k][0].reshape(lower.shape[0], -1)[open_], kept[k][1].reshape(lower.shape[0], -1)[open_])
+                 for k in points}
+    splits = {k: torch.zeros_like(lo, dtype=torch.int8) for k, (lo, _) in intervals.items()}
+    result = alpha_beta_bounds(graph, lower[open_], upper[open_], case.C, intervals, splits,
+                               iterations=iterations, mix=(case.d, case.owner, case.n_polytopes))
+    per_polytope = per_polytope.clone()
+    per_polytope[open_] = torch.maximum(per_polytope[open_], result.lower.detach())
+    return per_polytope
+
+
+def _split(graph: Graph, case: CaseProblem, boxes: BoundedBoxes, options: InputSplitOptions) -> BoundedBoxes:
+    """Bound the children of the top-ranked dimensions; keep the best split of each box."""
+    n = len(boxes)
+    k = min(options.lookahead, boxes.rank.shape[1])
+    arange = torch.arange(n, device=boxes.lower.device)
+    lows, highs = [], []
+    for j in range(k):
+        (left_lo, left_hi), (right_lo, right_hi) = halves(boxes.lower, boxes.upper, boxes.rank[:, j])
+        lows += [left_lo, right_lo]
+        highs += [left_hi, right_hi]
+    children = _bound(graph, case, torch.cat(lows), torch.cat(highs), options)
+    worse = torch.minimum(*children.gap.view(k, 2, n).unbind(1))  # [k, N]
+    choice = worse.argmax(dim=0)
+    left = choice * 2 * n + arange
+    return children.take(torch.cat([left, left + n]))
+
+
+def halves(lower: torch.Tensor, upper: torch.Tensor, dims: torch.Tensor
+           ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Split each box ``[N, *shape]`` at the midpoint of its (flat) dimension ``dims[i]``.
+
+    The halves share the midpoint, so together they cover the box exactly.
+    """
+    n = lower.shape[0]
+    arange = torch.arange(n, device=lower.device)
+    flat_lo, flat_hi = lower.reshape(n, -1), upper.reshape(n, -1)
+    mid = (flat_lo[arange, dims] + flat_hi[arange, dims]) / 2
+    left_hi, right_lo = flat_hi.clone(), flat_lo.clone()
+    left_hi[arange, dims] = mid
+    right_lo[arange, dims] = mid
+    return (lower, left_hi.view_as(upper)), (right_lo.view_as(lower), upper)
+
+
+def _pop(stack: list[BoundedBoxes], n: int) -> BoundedBoxes:
+    """Up to ``n`` boxes from the top of the stack (depth first keeps memory small)."""
+    parts, total = [], 0
+    while stack and total < n:
+        parts.append(stack.pop())
+        total += len(parts[-1])
+    boxes = BoundedBoxes.cat(parts) if len(parts) > 1 else parts[0]
+    if len(boxes) > n:
+        device = boxes.lower.device
+        stack.append(boxes.take(torch.arange(n, len(boxes), device=device)))
+        boxes = boxes.take(torch.arange(n, device=device))
+    return boxes
+
+
+def _centre_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker,
+                           boxes: BoundedBoxes) -> Counterexample | None:
+    with torch.no_grad():
+        centres = (boxes.lower + boxes.upper) / 2
+        margins = case.violation_margin(graph.forward(centres))
+    for i in torch.nonzero(margins <= CANDIDATE_SLACK).squeeze(1)[:4].tolist():
+        found = checker.check(centres[i].cpu().numpy(), case.index)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,155 @@
+"""The per-instance verification pipeline.
+
+1. Falsify: random samples and PGD on the violation margin; a candidate counts only after
+   onnxruntime confirms it on the original ONNX file (``sat``).
+2. Bound cascade: IBP, then CROWN, then alpha-CROWN on each case's box; a case is closed when every
+   unsafe polytope is proved empty (``unsat`` when all cases close).
+3. Branch and bound on the cases left open: input splitting for low-dimensional inputs, ReLU
+   splitting otherwise, with counterexample checks along the way, until the deadline.
+4. Otherwise ``timeout`` (deadline reached) or ``unknown`` (search gave up).
+
+Soundness: bounds are computed in float64 with a proof margin; NaN/inf bounds never prove anything;
+a ``sat`` always carries an onnxruntime-confirmed counterexample.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from glsverify.attack.validate import OnnxRunner
+from glsverify.bounds.interface import compute_bounds
+from glsverify.graph import Graph
+from glsverify.spec.property import Property
+from glsverify.verify.deadline import Deadline
+from glsverify.verify.falsify import FalsifyOptions, falsify
+from glsverify.verify.input_split import InputSplitOptions, SearchOutcome, input_split
+from glsverify.verify.problem import CaseProblem
+from glsverify.verify.relu_split import ReluSplitOptions, relu_split
+from glsverify.verify.witness import Counterexample, WitnessChecker
+
+RESULTS = ("sat", "unsat", "timeout", "unknown", "error")
+
+
+@dataclass
+class VerifyOptions:
+    timeout: float | None = 60.0
+    cascade: tuple[str, ...] = ("ibp", "crown", "alpha-crown")
+    quick_falsify: FalsifyOptions = field(default_factory=lambda: FalsifyOptions(samples=256, restarts=4, steps=20))
+    falsify: FalsifyOptions = field(default_factory=FalsifyOptions)
+    input_split_max_dims: int = 16  # input splitting when the network has at most this many inputs
+    input_split: InputSplitOptions = field(default_factory=InputSplitOptions)
+    relu_split: ReluSplitOptions = field(default_factory=ReluSplitOptions)
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class VerificationResult:
+    result: str
+    time_s: float
+    method: str = ""  # what settled it: falsify, ibp, crown, alpha-crown, bab-input, bab-relu, ...
+    counterexample: Counterexample | None = None
+    message: str = ""
+    stats: dict = field(default_factory=dict)
+
+
+def verify(graph: Graph, runner: OnnxRunner, prop: Property, options: VerifyOptions | None = None,
+           deadline: Deadline | None = None) -> VerificationResult:
+    """Decide ``prop`` on ``graph`` (imported from the ONNX file that ``runner`` runs)."""
+    options = options or VerifyOptions()
+    deadline = deadline or Deadline(options.timeout)
+    device = torch.device(options.device)
+    net = graph.to(device=device, dtype=torch.float64)
+    checker = WitnessChecker(runner, prop)
+    generator = torch.Generator().manual_seed(options.seed)
+    cases = [CaseProblem.from_case(k, case, net, device=device) for k, case in enumerate(prop.cases)]
+
+    def done(result: str, method: str, ce: Counterexample | None = None, **stats) -> VerificationResult:
+        return VerificationResult(result, deadline.elapsed, method, ce, stats=stats)
+
+    for case in cases:
+        found = falsify(net, case, checker, deadline, generator, options.quick_falsify)
+        if found is not None:
+            return done("sat", "falsify", found)
+        if deadline.expired():
+            return done("timeout", "")
+    open_cases, settled_by = [], []
+    for case in cases:
+        method = _cascade(net, case, options.cascade, deadline)
+        if method is None:
+            open_cases.append(case)
+        else:
+            settled_by.append(method)
+        if deadline.expired():
+            return done("timeout", "")
+    if not open_cases:
+        return done("unsat", max(settled_by, key=_rank))
+    for case in open_cases:
+        found = falsify(net, case, checker, deadline, generator, options.falsify)
+        if found is not None:
+            return done("sat", "falsify-pgd", found)
+        if deadline.expired():
+            return done("timeout", "")
+    stats: dict = {}
+    for case in open_cases:
+        outcome = _branch_and_bound(net, case, checker, deadline, options)
+        stats[f"case{case.index}"] = outcome.stats
+        if outcome.result == "sat":
+            return done("sat", outcome.stats.get("method", "bab"), outcome.counterexample, **stats)
+        if outcome.result != "unsat":
+            return done(outcome.result, outcome.stats.get("method", "bab"), **stats)
+    return done("unsat", _bab_name(net, options), **stats)
+
+
+def _rank(method: str) -> int:
+    order = ["ibp", "crown-ibp", "crown", "deepz", "alpha-crown"]
+    return order.index(method) if method in order else len(order)
+
+
+def _cascade(graph: Graph, case: CaseProblem, methods: tuple[str, ...], deadline: Deadline) -> str | None:
+    """The first method that proves every polytope of the case empty, or None."""
+    for method in methods:
+        if deadline.expired():
+            return None
+        lower = compute_bounds(graph, case.lower.unsqueeze(0), case.upper.unsqueeze(0), case.C,
+                               method=method, want_upper=False).lower
+        if bool(case.proved(lower).all()):
+            return method
+    return None
+
+
+def _bab_name(graph: Graph, options: VerifyOptions) -> str:
+    return "bab-input" if _n_inputs(graph) <= options.input_split_max_dims else "bab-relu"
+
+
+def _n_inputs(graph: Graph) -> int:
+    return graph.nodes[0].size
+
+
+def _branch_and_bound(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
+                      options: VerifyOptions) -> SearchOutcome:
+    if _n_inputs(graph) <= options.input_split_max_dims:
+        outcome = input_split(graph, case, checker, deadline, options.input_split)
+        outcome.stats["method"] = "bab-input"
+    else:
+        outcome = relu_split(graph, case, checker, deadline, options.relu_split)
+        outcome.stats["method"] = "bab-relu"
+    return outcome
+
+
+def load_instance(onnx_path: str | os.PathLike, vnnlib_path: str | os.PathLike) -> tuple[Graph, OnnxRunner, Property]:
+    """Import the network, open it in onnxruntime, parse the property and check they fit together."""
+    from glsverify.errors import ShapeMismatchError
+    from glsverify.onnx import import_onnx
+    from glsverify.spec.vnnlib import parse_vnnlib
+
+    graph = import_onnx(onnx_path)
+    prop = parse_vnnlib(vnnlib_path)
+    n_in, n_out = graph.nodes[0].size, graph.nodes[-1].size
+    if (prop.n_inputs, prop.n_outputs) != (n_in, n_out):
+        raise ShapeMismatchError(f"property {vnnlib_path} (inputs, outputs) vs network {onnx_path}",
+                                 (n_in, n_out), (prop.n_inputs, prop.n_outputs))
+    return graph, OnnxRunner(onnx_path), prop

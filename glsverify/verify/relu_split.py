@@ -1,0 +1,304 @@
+"""Branch and bound over ReLU phases, for networks with many inputs (MNIST has 784).
+
+A branch fixes some unstable ReLUs to active (pre-activation >= 0) or inactive (<= 0); its two
+children cover it, so no counterexample can be lost. Branches are bounded in batches by
+alpha-beta-CROWN (:mod:`glsverify.verify.beta`) over their parent's intervals with the split neurons
+clamped (active: lower = max(lower, 0); inactive: upper = min(upper, 0)). A branch whose clamped
+interval is empty contains no input and is closed, as is one whose unsafe polytopes are all proved
+empty. Children inherit their parent's alpha and beta (warm start).
+
+Branching (BaBSR-style): split the unstable unsplit neuron whose upper-relaxation intercept costs the
+most in the row closest to a proof, ``|min(A, 0)| * (-l u / (u - l))`` with ``A`` the coefficient of
+its ReLU output. Each open branch also offers the box vertex minimising its linear bound as a
+counterexample candidate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from glsverify import graph as G
+from glsverify.bounds.interface import compute_bounds
+from glsverify.graph import Graph
+from glsverify.verify.beta import BetaResult, alpha_beta_bounds
+from glsverify.verify.deadline import Deadline
+from glsverify.verify.falsify import CANDIDATE_SLACK
+from glsverify.verify.input_split import SearchOutcome
+from glsverify.verify.problem import CaseProblem
+from glsverify.verify.witness import WitnessChecker
+
+EMPTY_TOL = 1e-9  # a clamped interval with lower > upper + this is empty (the branch has no input)
+
+
+@dataclass
+class ReluSplitOptions:
+    root_iterations: int = 40
+    root_intermediate: int = 20  # alpha-CROWN iterations per layer to tighten the root's intervals (0: off)
+    iterations: int = 8
+    batch: int = 32  # branches per bounding call at first (grows while calls stay fast)
+    max_batch: int = 2048
+    target_seconds: float = 1.0
+    max_open: int = 200_000
+    per_polytope: bool = True  # one branch and bound per open polytope (rows of the others cost nothing)
+
+
+@dataclass
+class Branches:
+    """A batch of branches; every tensor has a leading branch axis ``Q``."""
+
+    splits: dict[int, torch.Tensor]  # ReLU-input node -> [Q, N] in {-1, 0, +1}
+    lower: dict[int, torch.Tensor]  # ReLU-input node -> [Q, N] (clamped by the splits)
+    upper: dict[int, torch.Tensor]
+    alpha: dict[int, torch.Tensor]  # ReLU node -> [Q, R, N]
+    beta: dict[int, torch.Tensor]  # ReLU-input node -> [Q, R, N]
+
+    def __len__(self) -> int:
+        return next(iter(self.splits.values())).shape[0]
+
+    def fields(self) -> tuple[dict, ...]:
+        return self.splits, self.lower, self.upper, self.alpha, self.beta
+
+    def take(self, index: torch.Tensor) -> "Branches":
+        return Branches(*({k: v[index] for k, v in part.items()} for part in self.fields()))
+
+    @staticmethod
+    def cat(parts: list["Branches"]) -> "Branches":
+        return Branches(*({k: torch.cat([p.fields()[i][k] for p in parts]) for k in parts[0].fields()[i]}
+                          for i in range(5)))
+
+
+def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
+               options: ReluSplitOptions | None = None) -> SearchOutcome:
+    options = options or ReluSplitOptions()
+    if any(node.kind in (G.SIGMOID, G.TANH, G.MAXPOOL) for node in graph.nodes):
+        return SearchOutcome("unknown", stats={"reason": "ReLU splitting needs a ReLU-only network"})
+    points = sorted({node.inputs[0] for node in graph.nodes if node.kind == G.RELU})
+    if not points:
+        return SearchOutcome("unknown", stats={"reason": "no ReLU to split"})
+    root, case, gaps = _root(graph, case, points, options, deadline)
+    if root is None:
+        return SearchOutcome("unsat", stats={"branches": 1})
+    order = torch.argsort(gaps, descending=True).tolist()  # easiest first
+    total = {"branches": 0, "polytopes": case.n_polytopes}
+    for polytope in order if options.per_polytope else [None]:
+        sub_case, sub_root = (case, root) if polytope is None else _only_polytope(case, root, polytope)
+        outcome = _search(graph, sub_case, sub_root, points, checker, deadline, options)
+        total["branches"] += outcome.stats.get("branches", 0)
+        if outcome.result != "unsat":
+            outcome.stats = {**outcome.stats, **{k: v for k, v in total.items() if k != "branches"},
+                             "branches": total["branches"]}
+            return outcome
+    return SearchOutcome("unsat", stats=total)
+
+
+def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], checker: WitnessChecker,
+            deadline: Deadline, options: ReluSplitOptions) -> SearchOutcome:
+    """Branch and bound from ``root`` until every branch is closed, a counterexample turns up, or time
+    runs out."""
+    stack, batch = [root], options.batch
+    processed, stuck, open_count = 0, 0, len(root)
+    while stack:
+        if deadline.expired():
+            return SearchOutcome("timeout", stats={"branches": processed, "open": open_count})
+        branches = _pop(stack, batch)
+        open_count -= len(branches)
+        processed += len(branches)
+        started = time.perf_counter()
+        result = _bound(graph, case, branches, options.iterations, deadline)
+        keep = _open(case, branches, result)
+        if bool(keep.any()):
+            found = _vertex_counterexample(graph, case, checker, result, keep)
+            if found is not None:
+                return SearchOutcome("sat", found, {"branches": processed})
+            children, n_stuck = _split(case, branches, result, keep, points)
+            stuck += n_stuck
+            if children is not None:
+                stack.append(children)
+                open_count += len(children)
+        batch = _adapt(batch, time.perf_counter() - started, options)
+        if open_count > options.max_open:
+            return SearchOutcome("unknown", stats={"branches": processed, "reason": "too many branches"})
+    if stuck:
+        return SearchOutcome("unknown", stats={"branches": processed,
+                                               "reason": f"{stuck} branches with no unstable ReLU left"})
+    return SearchOutcome("unsat", stats={"branches": processed})
+
+
+def _only_polytope(case: CaseProblem, root: Branches, polytope: int) -> tuple[CaseProblem, Branches]:
+    """The case restricted to one polytope's rows (its own branch and bound needs only them)."""
+    rows = case.owner == polytope
+    sub = CaseProblem(case.index, case.lower, case.upper, case.C[rows], case.d[rows],
+                      torch.zeros(int(rows.sum()), dtype=case.owner.dtype, device=case.owner.device), 1)
+    branches = Branches(root.splits, root.lower, root.upper, {i: a[:, rows] for i, a in root.alpha.items()},
+                        {k: b[:, rows] for k, b in root.beta.items()})
+    return sub, branches
+
+
+def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions, deadline: Deadline
+          ) -> tuple[Branches | None, CaseProblem, torch.Tensor | None]:
+    """Intervals of the whole box (CROWN, then alpha-CROWN layer by layer), the rows of the polytopes
+    that alpha-CROWN leaves open, and each open polytope's gap (best row's bound minus threshold)."""
+    kept: list = []
+    with torch.no_grad():
+        compute_bounds(graph, case.lower.unsqueeze(0), case.upper.unsqueeze(0), case.C, method="crown",
+                       want_upper=False, keep_intervals=kept)
+    lower = {k: kept[k][0].reshape(1, -1) for k in points}
+    upper = {k: kept[k][1].reshape(1, -1) for k in points}
+    splits = {k: torch.zeros_like(lower[k], dtype=torch.int8) for k in points}
+    if options.root_intermediate > 0:
+        _tighten_intermediate(graph, case, points, lower, upper, splits, options.root_intermediate, deadline)
+    result = alpha_beta_bounds(graph, case.lower, case.upper, case.C, _pairs(lower, upper), splits,
+                               iterations=options.root_iterations, expired=deadline.expired)
+    open_polytopes = ~case.proved(result.lower)[0]
+    if not bool(open_polytopes.any()):
+        return None, case, None
+    excess = result.lower[0] - case.d
+    gaps = excess.new_full((case.n_polytopes,), -float("inf")).scatter_reduce(0, case.owner, excess, reduce="amax")
+    rows = open_polytopes[case.owner]
+    renumber = torch.cumsum(open_polytopes.long(), 0) - 1
+    narrowed = CaseProblem(case.index, case.lower, case.upper, case.C[rows], case.d[rows],
+                           renumber[case.owner[rows]], int(open_polytopes.sum()))
+    alpha = {i: a[:, rows] for i, a in result.alpha.items()}
+    beta = {k: torch.zeros(1, narrowed.C.shape[0], lower[k].shape[1], dtype=case.C.dtype, device=case.C.device)
+            for k in points}
+    return Branches(splits, lower, upper, alpha, beta), narrowed, gaps[open_polytopes]
+
+
+def _tighten_intermediate(graph: Graph, case: CaseProblem, points: list[int], lower: dict, upper: dict,
+                          splits: dict, iterations: int, deadline: Deadline) -> None:
+    """alpha-CROWN on the unstable neurons of each ReLU-input layer in turn (in place); later layers
+    are bounded with the tightened intervals of earlier ones."""
+    for position, k in enumerate(points):
+        if deadline.expired():
+            return
+        lo, hi = lower[k][0], upper[k][0]
+        unstable = torch.nonzero((lo < 0) & (hi > 0)).squeeze(1)
+        earlier = points[:position]
+        if unstable.numel() == 0 or not earlier:
+            continue  # the first layer's bounds are exact already
+        eye = torch.zeros(unstable.numel(), lo.numel(), dtype=lo.dtype, device=lo.device)
+        eye[torch.arange(unstable.numel()), unstable] = 1.0
+        rows = torch.cat([eye, -eye])
+        result = alpha_beta_bounds(graph, case.lower, case.upper, rows, _pairs({j: lower[j] for j in earlier},
+                                                                               {j: upper[j] for j in earlier}),
+                                   {j: splits[j] for j in earlier}, iterations=iterations, start=k,
+                                   expired=deadline.expired)
+        n = unstable.numel()
+        lower[k] = lower[k].clone()
+        upper[k] = upper[k].clone()
+        lower[k][0, unstable] = torch.maximum(lo[unstable], result.lower[0, :n])
+        upper[k][0, unstable] = torch.minimum(hi[unstable], -result.lower[0, n:])
+
+
+def _pairs(lower: dict, upper: dict) -> dict:
+    return {k: (lower[k], upper[k]) for k in lower}
+
+
+def _bound(graph: Graph, case: CaseProblem, branches: Branches, iterations: int, deadline: Deadline) -> BetaResult:
+    return alpha_beta_bounds(graph, case.lower, case.upper, case.C, _pairs(branches.lower, branches.upper),
+                             branches.splits, branches.alpha, branches.beta, iterations=iterations,
+                             expired=deadline.expired)
+
+
+def _open(case: CaseProblem, branches: Branches, result: BetaResult) -> torch.Tensor:
+    empty = torch.zeros(len(branches), dtype=torch.bool, device=result.lower.device)
+    for k in branches.lower:
+        empty |= (branches.lower[k] > branches.upper[k] + EMPTY_TOL).any(dim=1)
+    return ~(empty | case.proved(result.lower).all(dim=1))
+
+
+def _adapt(batch: int, elapsed: float, options: ReluSplitOptions) -> int:
+    if elapsed < options.target_seconds / 2:
+        return min(batch * 2, options.max_batch)
+    if elapsed > options.target_seconds * 2:
+        return max(batch // 2, 1)
+    return batch
+
+
+def _pop(stack: list[Branches], n: int) -> Branches:
+    parts, total = [], 0
+    while stack and total < n:
+        parts.append(stack.pop())
+        total += len(parts[-1])
+    merged = Branches.cat(parts) if len(parts) > 1 else parts[0]
+    if len(merged) > n:
+        device = merged.lower[next(iter(merged.lower))].device
+        stack.append(merged.take(torch.arange(n, len(merged), device=device)))
+        merged = merged.take(torch.arange(n, device=device))
+    return merged
+
+
+def _best_rows(case: CaseProblem, row_lower: torch.Tensor) -> torch.Tensor:
+    """Per branch, the row of an unproved polytope that is closest to a proof."""
+    excess = row_lower - case.d
+    unproved_row = ~case.proved(row_lower).gather(1, case.owner.expand(row_lower.shape[0], -1))
+    return torch.where(unproved_row, excess, torch.full_like(excess, -float("inf"))).argmax(dim=1)
+
+
+def _vertex_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker, result: BetaResult,
+                           keep: torch.Tensor):
+    """The input-box vertex minimising each open branch's linear bound, checked as a candidate."""
+    rows = _best_rows(case, result.lower[keep])
+    a = result.input_coeffs[keep]
+    a = a[torch.arange(a.shape[0], device=a.device), rows]
+    lo, hi = case.lower.flatten(), case.upper.flatten()
+    vertices = torch.where(a > 0, lo, hi).reshape(-1, *case.lower.shape)
+    with torch.no_grad():
+        margins = case.violation_margin(graph.forward(vertices))
+    for i in torch.nonzero(margins <= CANDIDATE_SLACK).squeeze(1)[:4].tolist():
+        found = checker.check(vertices[i].cpu().numpy(), case.index)
+        if found is not None:
+            return found
+    return None
+
+
+def _split(case: CaseProblem, branches: Branches, result: BetaResult, keep: torch.Tensor,
+           points: list[int]) -> tuple[Branches | None, int]:
+    """Two children per open branch, split on the highest-scoring unstable unsplit neuron."""
+    index = torch.nonzero(keep).squeeze(1)
+    parent = branches.take(index)
+    q = len(parent)
+    rows = _best_rows(case, result.lower[index])
+    arange = torch.arange(q, device=rows.device)
+    scores = []
+    for k in points:
+        lo, hi = parent.lower[k], parent.upper[k]
+        unstable = (lo < 0) & (hi > 0) & (parent.splits[k] == 0)
+        width = torch.where(unstable, hi - lo, torch.ones_like(hi))
+        intercept = torch.where(unstable, -lo * hi / width, torch.zeros_like(hi))
+        coeff = result.relu_coeffs[k][index][arange, rows]
+        score = (-coeff).clamp(min=0) * intercept + 1e-6 * intercept
+        scores.append(torch.where(unstable, score, torch.full_like(score, -1.0)))
+    widths = [s.shape[1] for s in scores]
+    best, where = torch.cat(scores, dim=1).max(dim=1)
+    splittable = best >= 0
+    n_stuck = int((~splittable).sum())
+    if not bool(splittable.any()):
+        return None, n_stuck
+    chosen = torch.nonzero(splittable).squeeze(1)
+    parent = parent.take(chosen)
+    where = where[chosen]
+    alpha = {i: a[index][chosen] for i, a in result.alpha.items()}
+    beta = {k: result.beta[k][index][chosen] if k in result.beta else parent.beta[k] for k in points}
+    offsets = torch.tensor([0] + widths, device=where.device).cumsum(0)
+    layer = torch.searchsorted(offsets[1:], where, right=True)
+    children = []
+    for sign in (1, -1):
+        splits = {k: v.clone() for k, v in parent.splits.items()}
+        lower = {k: v.clone() for k, v in parent.lower.items()}
+        upper = {k: v.clone() for k, v in parent.upper.items()}
+        for li, k in enumerate(points):
+            here = torch.nonzero(layer == li).squeeze(1)
+            if here.numel() == 0:
+                continue
+            neuron = where[here] - offsets[li]
+            splits[k][here, neuron] = sign
+            if sign > 0:
+                lower[k][here, neuron] = lower[k][here, neuron].clamp(min=0)
+            else:
+                upper[k][here, neuron] = upper[k][here, neuron].clamp(max=0)
+        children.append(Branches(splits, lower, upper, alpha, beta))
+    return Branches.cat(children), n_stuck

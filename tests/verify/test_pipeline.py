@@ -1,0 +1,85 @@
+"""Soundness of the verification pipeline on random networks and properties.
+
+Whatever the answer, it must be right: ``unsat`` only when no sampled point breaks the property, and
+``sat`` only with a counterexample that onnxruntime confirms inside the box.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from glsverify.attack.validate import check_counterexample
+from glsverify.verify.pipeline import VerifyOptions, verify
+from tests.verify.nets import random_mlp, threshold_property, violations, write_network
+
+SETTINGS = settings(max_examples=16, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def check_answer(graph, runner, prop, result):
+    assert result.result in ("sat", "unsat", "timeout", "unknown")
+    if result.result == "unsat":
+        assert violations(graph, prop) == 0, "unsat answered but a sampled point is unsafe"
+    if result.result == "sat":
+        verdict = check_counterexample(runner, prop, result.counterexample.x, box_tol=0.0)
+        assert verdict.valid, verdict.reason
+        np.testing.assert_allclose(verdict.y, result.counterexample.y)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), quantile=st.sampled_from([0.0, 0.001, 0.02, 0.5]),
+       shift=st.sampled_from([0.0, -0.02, -0.1]), relu_split=st.booleans())
+def test_answers_are_sound(tmp_path_factory, seed, quantile, shift, relu_split):
+    folder = tmp_path_factory.mktemp("net")
+    n_in = 4
+    path, graph, runner = write_network(random_mlp(seed, n_in, [12, 12], 3), folder)
+    rng = np.random.default_rng(seed)
+    centre = rng.random(n_in)
+    lower, upper = np.clip(centre - 0.2, 0, 1), np.clip(centre + 0.2, 0, 1)
+    row = rng.standard_normal(3)
+    prop = threshold_property(graph, lower, upper, row, quantile, seed, shift)
+    options = VerifyOptions(timeout=20, input_split_max_dims=0 if relu_split else 16)
+    result = verify(graph, runner, prop, options)
+    check_answer(graph, runner, prop, result)
+    if quantile >= 0.02 and shift == 0:  # a sizeable share of the box is unsafe: it must be found
+        assert result.result == "sat"
+
+
+def test_a_single_unsafe_point_is_not_lost(tmp_path):
+    """The unsafe set is tiny (d just above the output minimum): branch and bound must not prove it."""
+    path, graph, runner = write_network(random_mlp(3, 3, [10, 10], 2), tmp_path)
+    lower, upper = np.zeros(3), np.ones(3)
+    row = np.array([1.0, -1.0])
+    prop = threshold_property(graph, lower, upper, row, 0.0, 3)
+    for max_dims in (16, 0):
+        result = verify(graph, runner, prop, VerifyOptions(timeout=20, input_split_max_dims=max_dims))
+        check_answer(graph, runner, prop, result)
+        assert result.result != "unsat"
+
+
+def test_easy_properties_are_proved_by_the_cascade(tmp_path):
+    path, graph, runner = write_network(random_mlp(5, 4, [8], 2), tmp_path)
+    lower, upper = np.full(4, 0.4), np.full(4, 0.41)
+    prop = threshold_property(graph, lower, upper, np.array([1.0, 0.0]), 0.0, 5)
+    shifted = prop.cases[0].polytopes[0]
+    from glsverify.spec.property import Case, OutputPolytope, Property
+    easy = Property(4, 2, (Case(prop.cases[0].box, (OutputPolytope(shifted.C, shifted.d - 1.0),)),))
+    result = verify(graph, runner, easy, VerifyOptions(timeout=20))
+    assert result.result == "unsat" and result.method in ("ibp", "crown", "alpha-crown")
+
+
+def test_timeout_is_respected(tmp_path):
+    """A property on the edge of the output range cannot be settled in 0.5 s; the answer comes in time."""
+    path, graph, runner = write_network(random_mlp(11, 30, [64, 64, 64], 4), tmp_path)
+    rng = np.random.default_rng(0)
+    lower, upper = np.zeros(30), np.ones(30)
+    prop = threshold_property(graph, lower, upper, rng.standard_normal(4), 0.0, 0)
+    started = time.perf_counter()
+    result = verify(graph, runner, prop, VerifyOptions(timeout=0.5))
+    assert time.perf_counter() - started < 0.5 + 2.0
+    check_answer(graph, runner, prop, result)
