@@ -10,7 +10,7 @@ from glsverify.bounds.interface import compute_bounds
 from tests.bounds.nets import FAMILIES, random_box, random_spec
 
 
-@settings(max_examples=8, deadline=None, derandomize=True)
+@settings(max_examples=12, deadline=None, derandomize=True)
 @given(family=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**20), eps=st.sampled_from([0.02, 0.1]))
 def test_alpha_crown_is_at_least_as_tight_as_crown(family, seed, eps):
     graph = FAMILIES[family](seed)

@@ -14,7 +14,7 @@ from glsverify.bounds.interface import compute_bounds
 from tests.bounds.nets import FAMILIES, mlp, random_box, random_spec
 
 
-@settings(max_examples=12, deadline=None, derandomize=True)
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(family=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**20), eps=st.sampled_from([0.02, 0.1]))
 def test_crown_is_never_looser_than_ibp(family, seed, eps):
     graph = FAMILIES[family](seed)

@@ -30,7 +30,7 @@ def _bound_and_phases(graph, params, lower, upper, C, method):
     return bounds.lower.sum() + 0.5 * bounds.upper.sum(), phases
 
 
-@settings(max_examples=12, deadline=None, derandomize=True)
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(family=st.sampled_from(RELU_FAMILIES), seed=st.integers(0, 2**20),
        method=st.sampled_from(["ibp", "crown-ibp", "crown"]))
 def test_bound_gradient_matches_finite_differences(family, seed, method):

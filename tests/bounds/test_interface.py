@@ -24,7 +24,7 @@ def test_every_relaxation_is_registered():
     assert set(ALL) == {"ibp", "crown", "deeppoly", "crown-ibp", "alpha-crown", "deepz"}
 
 
-@settings(max_examples=16, deadline=None, derandomize=True)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(family=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**20),
        eps=st.sampled_from([0.01, 0.04, 0.15]), with_spec=st.booleans())
 def test_every_relaxation_contains_every_reachable_output(family, seed, eps, with_spec):
@@ -63,7 +63,7 @@ def _population(graph, members: int, seed: int):
     return sets, stack_population(graph, sets)
 
 
-@settings(max_examples=6, deadline=None, derandomize=True)
+@settings(max_examples=10, deadline=None, derandomize=True)
 @given(family=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**20),
        dtype=st.sampled_from([torch.float64, torch.float32]))
 def test_population_and_batch_axes_equal_separate_calls(family, seed, dtype):
