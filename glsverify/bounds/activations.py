@@ -45,6 +45,11 @@ def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor, mode: str = "adapt
         lower_slope = torch.where(unstable, alpha, active.to(upper.dtype))
     else:
         lower_slope = torch.where(unstable, default_relu_slope(lower, upper, mode), active.to(upper.dtype))
+    unknown = torch.isnan(lower) | torch.isnan(upper)
+    if bool(unknown.any()):  # NaN bounds carry no information: keep them NaN, never a stable zero
+        nan = torch.full_like(upper, float("nan"))
+        upper_slope, upper_bias = torch.where(unknown, nan, upper_slope), torch.where(unknown, nan, upper_bias)
+        lower_slope = torch.where(unknown, nan, lower_slope)
     return LinearRelaxation(lower_slope, None, upper_slope, upper_bias)
 
 
@@ -137,12 +142,15 @@ class Activation:
     monotone: bool
     piecewise_linear: bool
     relax: Callable[..., LinearRelaxation]
+    derivative: Callable[[torch.Tensor], torch.Tensor] | None = None  # for s-shaped transformers (DeepZ)
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    G.RELU: Activation(G.RELU, torch.relu, True, True, relu_relaxation),
+    G.RELU: Activation(G.RELU, torch.relu, True, True, relu_relaxation, lambda x: (x > 0).to(x.dtype)),
     G.SIGMOID: Activation(G.SIGMOID, torch.sigmoid, True, False,
-                          lambda l, u, **_: s_shaped_relaxation(torch.sigmoid, _sigmoid_grad, l, u)),
+                          lambda l, u, **_: s_shaped_relaxation(torch.sigmoid, _sigmoid_grad, l, u),
+                          _sigmoid_grad),
     G.TANH: Activation(G.TANH, torch.tanh, True, False,
-                       lambda l, u, **_: s_shaped_relaxation(torch.tanh, _tanh_grad, l, u)),
+                       lambda l, u, **_: s_shaped_relaxation(torch.tanh, _tanh_grad, l, u),
+                       _tanh_grad),
 }

@@ -47,7 +47,8 @@ class AlphaCROWN(Relaxation):
             if node.kind == G.RELU:
                 lo, hi = intervals[node.inputs[0]]
                 init = default_relu_slope(lo, hi, problem.options.relu_lower).unsqueeze(2)
-                alphas[index] = init.expand(*init.shape[:2], n_rows, *init.shape[3:]).clone().requires_grad_()
+                with torch.enable_grad():
+                    alphas[index] = init.expand(*init.shape[:2], n_rows, *init.shape[3:]).clone().requires_grad_()
         fallback = default_relaxer(problem.options)
 
         def relax(index: int, node: Node, lower: torch.Tensor, upper: torch.Tensor) -> LinearRelaxation:
@@ -66,9 +67,10 @@ class AlphaCROWN(Relaxation):
         optimiser = torch.optim.Adam(list(alphas.values()), lr=problem.options.alpha_lr)
         for _ in range(problem.options.alpha_iterations):
             optimiser.zero_grad(set_to_none=True)
-            bound = backward_bounds(problem, ctx, start, a, 0.0)
+            with torch.enable_grad():  # callers may bound under no_grad; the slopes still need gradients
+                bound = backward_bounds(problem, ctx, start, a, 0.0)
+                (-bound.sum()).backward()
             best = torch.maximum(best, bound.detach())
-            (-bound.sum()).backward()
             optimiser.step()
             with torch.no_grad():
                 for alpha in alphas.values():

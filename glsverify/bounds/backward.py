@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from glsverify import graph as G
 from glsverify import layers as L
 from glsverify.bounds.activations import ACTIVATIONS, LinearRelaxation
+from glsverify.bounds.pooling import maxpool_winners
 from glsverify.graph import Graph, Node
 
 Interval = tuple[torch.Tensor, torch.Tensor]
@@ -72,7 +73,11 @@ def _linear(node: Node, A: torch.Tensor, ctx: BackwardContext, index: int):
     else:
         pa, ba, s, o = A.shape
         new_a = torch.bmm(A.expand(p, ba, s, o).reshape(p, ba * s, o), weight).view(p, ba, s, -1)
-    return [new_a], (A * bias[:, None, None, :]).sum(-1)
+    if bias is None:
+        return [new_a], 0.0
+    if p == 1:
+        return [new_a], A @ bias[0]  # a matrix-vector product: no [P, B, S, O] temporary
+    return [new_a], (A @ bias[:, None, :, None]).squeeze(-1)
 
 
 def conv_output_padding(node: Node, in_shape: tuple[int, ...], weight: torch.Tensor) -> tuple[int, int]:
@@ -110,6 +115,8 @@ def _conv(node: Node, A: torch.Tensor, ctx: BackwardContext, index: int):
     weight = L.param(node, ctx.weights, "weight")
     bias = L.param(node, ctx.weights, "bias")
     new_a = conv_transpose(A, weight, node, ctx.graph.nodes[node.inputs[0]].shape)
+    if bias is None:
+        return [new_a], 0.0
     return [new_a], (A.sum((-1, -2)) * bias[:, None, None, :]).sum(-1)
 
 
@@ -149,14 +156,20 @@ def apply_relaxation(A: torch.Tensor, relax: LinearRelaxation) -> tuple[torch.Te
     """Lower bound of ``A · f(x)`` as ``A' · x + bias`` (slopes broadcast as ``[P, B, (S,) *shape]``).
 
     Positive coefficients take the lower line, negative ones the upper line:
-    ``A' = A * a_l + min(A, 0) * (a_u - a_l)``.
+    ``A' = A * a_l + min(A, 0) * (a_u - a_l)``. Written for few passes over ``A`` (the largest
+    tensor of the backward pass): one clamp, one multiply, one fused multiply-add, two contractions.
     """
     def rows(t: torch.Tensor) -> torch.Tensor:
         return t if t.dim() == A.dim() else t.unsqueeze(2)
 
     lower_slope = rows(relax.lower_slope)
+    gap = rows(relax.upper_slope) - lower_slope  # small: [P, B, (S,) *shape]
     neg = A.clamp(max=0)
-    new_a = A * lower_slope + neg * (rows(relax.upper_slope) - lower_slope)
+    new_a = A * lower_slope
+    full = torch.broadcast_shapes(new_a.shape, gap.shape)
+    if new_a.shape != full:  # slopes with more leading axes than A (e.g. alpha per member)
+        new_a = new_a.expand(full).clone()
+    new_a.addcmul_(neg, gap)
     bias = dot_rows(neg, relax.upper_bias)
     if relax.lower_bias is not None:
         bias = bias + dot_rows(A - neg, relax.lower_bias)
@@ -175,6 +188,29 @@ def _activation(node: Node, A: torch.Tensor, ctx: BackwardContext, index: int):
     lower, upper = ctx.intervals[node.inputs[0]]
     new_a, bias = apply_relaxation(A, ctx.relaxer(index, node, lower, upper))
     return [new_a], bias
+
+
+@backward_rule(G.MAXPOOL)
+def _maxpool(node: Node, A: torch.Tensor, ctx: BackwardContext, index: int):
+    """``y = max over the window``: lower line ``y >= x_j*`` (j* the element with the largest lower
+    bound); upper line ``y <= x_j*`` when j* certainly wins, else the constant max of the upper bounds.
+    Windows overlap when stride < kernel, so coefficients are scatter-added onto the input."""
+    source = ctx.graph.nodes[node.inputs[0]]
+    lower, upper = ctx.intervals[node.inputs[0]]
+    won = maxpool_winners(lower, upper, source.shape, node.shape, node.attrs)  # [P, B, C, L]
+    a = A.flatten(4)  # [Pa, Ba, S, C, L]
+    neg = a.clamp(max=0)
+    dominant = won.dominant.unsqueeze(2)
+    coef = torch.where(dominant, a, a - neg)  # positive part always; negative part only if certain
+    constant = torch.where(dominant | (neg == 0), torch.zeros_like(neg), neg * won.upper.unsqueeze(2))
+    unknown = won.unknown.unsqueeze(2)
+    coef = torch.where(unknown, torch.full_like(coef, float("nan")), coef)
+    lead = torch.broadcast_shapes(a.shape[:2], won.star.shape[:2])
+    channels = source.shape[0]
+    target = a.new_zeros(*lead, a.shape[2], channels, source.size // channels)
+    star = won.star.unsqueeze(2).expand(*lead, a.shape[2], *won.star.shape[2:])
+    new_a = target.scatter_add_(-1, star, coef.expand(*lead, *coef.shape[2:]))
+    return [new_a.view(*lead, a.shape[2], *source.shape)], constant.flatten(3).sum(-1)
 
 
 # ----------------------------------------------------------------------------------- driver

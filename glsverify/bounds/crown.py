@@ -1,12 +1,16 @@
 """CROWN (= DeepPoly): backward linear bounds with CROWN-computed intermediate bounds.
 
-Intermediate bounds of every node that feeds a nonlinearity come from backward propagation from that
-node, intersected with IBP. Only neurons that IBP cannot already decide are re-bounded (for ReLU: the
-unstable ones, taken as the union over population and batch), the identity rows are processed in
-chunks that fit the memory budget, and a node reached through a single affine layer from the input
-keeps its (exact) IBP bounds. Cost: for each nonlinear layer k, one backward pass with U_k rows
-(unstable neurons) through all earlier layers, i.e. O(sum_k U_k * sum_{j<k} N_j * P * B) memory
-traffic, quadratic in depth and linear in width times unstable count.
+Intermediate bounds of every node that feeds a nonlinearity (activations, maxpool) come from backward
+propagation from that node, intersected with IBP. Only neurons that IBP cannot already decide are
+re-bounded (for ReLU: the unstable ones), and a neuron's interval changes only in the members and boxes
+where it is a candidate, so batching never changes a box's bounds. Rows are the union of candidates
+over the batch, or one row pair per (box, candidate) when candidates are sparse across many boxes
+(:func:`refine_pairs`). A linear or conv node is stepped over at the start (its weight rows, placed
+directly, are the start at its input); rows are processed in chunks that fit the memory budget; a
+node reached through a single affine layer from the input keeps its (exact) IBP bounds; activation
+relaxations are computed once per node. Cost: for each nonlinear layer k, one backward pass with U_k
+rows through all earlier layers, i.e. O(sum_k U_k * sum_{j<k} N_j * P * B) memory traffic, quadratic
+in depth and linear in width times unstable count.
 """
 
 from __future__ import annotations
@@ -30,10 +34,20 @@ MIXING = {G.LINEAR, G.CONV, G.AVGPOOL, G.ADD}
 
 
 def default_relaxer(options: BoundOptions):
+    """The fixed relaxation of every activation, computed once per node.
+
+    A node's input interval is final before any backward pass reads it, so the relaxation is cached
+    by node index (each refinement pass would otherwise recompute it for every layer it crosses).
+    """
+    cache: dict[int, LinearRelaxation] = {}
+
     def relax(index: int, node: Node, lower: torch.Tensor, upper: torch.Tensor) -> LinearRelaxation:
-        if node.kind == G.RELU:
-            return ACTIVATIONS[G.RELU].relax(lower, upper, mode=options.relu_lower)
-        return ACTIVATIONS[node.kind].relax(lower, upper)
+        if index not in cache:
+            if node.kind == G.RELU:
+                cache[index] = ACTIVATIONS[G.RELU].relax(lower, upper, mode=options.relu_lower)
+            else:
+                cache[index] = ACTIVATIONS[node.kind].relax(lower, upper)
+        return cache[index]
     return relax
 
 
@@ -63,15 +77,18 @@ def rows_per_chunk(problem: BoundProblem, total_rows: int, factor: int = 4) -> i
     return max(1, min(total_rows, budget // max(per_row, 1)))
 
 
-def refine_candidates(graph: Graph, index: int, interval: Interval) -> torch.Tensor:
-    """Flat indices of the neurons of ``index`` worth re-bounding (union over population and batch)."""
-    lo, hi = interval
+def refine_mask(graph: Graph, index: int, interval: Interval) -> torch.Tensor:
+    """``[P, B, N]``: neurons of node ``index`` worth re-bounding (for ReLU: the unstable ones)."""
+    lo, hi = (t.flatten(2) for t in interval)
     consumers = {n.kind for n in graph.nodes if n.inputs and n.inputs[0] == index and n.kind in NONLINEAR}
     if consumers == {G.RELU}:
-        mask = (lo < 0) & (hi > 0)
-    else:
-        mask = hi > lo
-    return mask.flatten(2).any(0).any(0).nonzero().squeeze(1)
+        return (lo < 0) & (hi > 0)
+    return hi > lo
+
+
+def refine_candidates(graph: Graph, index: int, interval: Interval) -> torch.Tensor:
+    """Flat indices of the neurons of ``index`` worth re-bounding (union over population and batch)."""
+    return refine_mask(graph, index, interval).flatten(0, 1).any(0).nonzero().squeeze(1)
 
 
 def start_rows(problem: BoundProblem, index: int, selected: torch.Tensor, with_upper: bool
@@ -84,14 +101,58 @@ def start_rows(problem: BoundProblem, index: int, selected: torch.Tensor, with_u
     signs = [1.0, -1.0] if with_upper else [1.0]
     if node.kind == G.LINEAR:
         weight = L.param(node, problem.weights, "weight")[:, selected]  # [P, s, I]
-        bias = L.param(node, problem.weights, "bias")[:, selected]  # [P, s]
+        bias = L.param(node, problem.weights, "bias")
         a = torch.cat([sign * weight for sign in signs], dim=1).unsqueeze(1)  # [P, 1, rows, I]
-        b = torch.cat([sign * bias for sign in signs], dim=1).unsqueeze(1)  # [P, 1, rows]
+        if bias is None:
+            return node.inputs[0], a, 0.0
+        b = torch.cat([sign * bias[:, selected] for sign in signs], dim=1).unsqueeze(1)  # [P, 1, rows]
         return node.inputs[0], a, b
+    if node.kind == G.CONV:
+        rows, bias = conv_rows(problem, node, selected)  # [P, s, C, H, W], [P, s] or None
+        a = torch.cat([sign * rows for sign in signs], dim=1).unsqueeze(1)
+        if bias is None:
+            return node.inputs[0], a, 0.0
+        return node.inputs[0], a, torch.cat([sign * bias for sign in signs], dim=1).unsqueeze(1)
     eye = torch.zeros(len(selected), node.size, dtype=problem.lower.dtype, device=problem.lower.device)
     eye[torch.arange(len(selected), device=eye.device), selected] = 1.0
     a = torch.cat([sign * eye for sign in signs], dim=0).view(1, 1, -1, *node.shape)
     return index, a, 0.0
+
+
+def conv_rows(problem: BoundProblem, node: Node, neurons: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The rows of a convolution for output ``neurons`` (flat indices), as maps on its input.
+
+    Equal to the transposed convolution of one-hot rows, but built by placing each kernel at its
+    window: the transposed convolution of an identity costs as much as a dense layer.
+    Returns ``[P, r, C, H, W]`` and the neurons' biases ``[P, r]`` (None without bias).
+    """
+    weight = L.param(node, problem.weights, "weight")  # [P, O, C/g, kh, kw]
+    bias = L.param(node, problem.weights, "bias")
+    in_shape = problem.graph.nodes[node.inputs[0]].shape
+    channels, height, width = in_shape
+    out_c, out_h, out_w = node.shape
+    a = node.attrs
+    per_group = weight.shape[2]
+    kh, kw = weight.shape[3:]
+    o = neurons // (out_h * out_w)
+    y = (neurons // out_w) % out_h
+    x = neurons % out_w
+    group = o // (out_c // a["groups"])
+    device = neurons.device
+    rows = (y * a["stride"][0] - a["padding"][0]).view(-1, 1, 1, 1) + \
+        (torch.arange(kh, device=device) * a["dilation"][0]).view(1, 1, kh, 1)  # [r, 1, kh, 1]
+    cols = (x * a["stride"][1] - a["padding"][1]).view(-1, 1, 1, 1) + \
+        (torch.arange(kw, device=device) * a["dilation"][1]).view(1, 1, 1, kw)  # [r, 1, 1, kw]
+    chans = (group * per_group).view(-1, 1, 1, 1) + torch.arange(per_group, device=device).view(1, -1, 1, 1)
+    valid = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)  # [r, 1, kh, kw]
+    target = (chans * height + rows) * width + cols  # [r, C/g, kh, kw]
+    target = torch.where(valid, target, torch.zeros_like(target)).flatten(1)
+    values = weight[:, o]  # [P, r, C/g, kh, kw]
+    values = torch.where(valid, values, torch.zeros_like(values)).flatten(2)
+    out = values.new_zeros(weight.shape[0], len(neurons), channels * height * width)
+    out.scatter_add_(2, target.unsqueeze(0).expand(weight.shape[0], -1, -1), values)
+    return out.view(weight.shape[0], len(neurons), *in_shape), None if bias is None else bias[:, o]
 
 
 def backward_bounds(problem: BoundProblem, ctx: BackwardContext, start: int, a: torch.Tensor,
@@ -102,10 +163,20 @@ def backward_bounds(problem: BoundProblem, ctx: BackwardContext, start: int, a: 
 
 
 def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: Interval) -> Interval:
-    """Tighten the interval of node ``index`` by backward propagation (intersected with it)."""
-    selected = refine_candidates(problem.graph, index, interval)
+    """Tighten the interval of node ``index`` by backward propagation (intersected with it).
+
+    Rows are bounded for the union over population and batch of the candidate neurons, but a
+    neuron's interval changes only in the members and boxes where it is a candidate itself, so a
+    batch gives exactly the bounds of its boxes bounded one by one.
+    """
+    mask = refine_mask(problem.graph, index, interval)
+    per_box = mask.any(0)  # [B, N]
+    selected = per_box.any(0).nonzero().squeeze(1)
     if selected.numel() == 0:
         return interval
+    pairs = per_box.nonzero()  # [R, 2]: (box, neuron)
+    if per_box.shape[0] > 1 and pairs.shape[0] <= PAIR_FRACTION * selected.numel() * per_box.shape[0]:
+        return refine_pairs(problem, ctx, index, interval, mask, pairs)
     lo, hi = (t.flatten(2) for t in interval)
     chunk = rows_per_chunk(problem, 2 * selected.numel()) // 2 or 1
     new_lo, new_hi = [], []
@@ -115,12 +186,93 @@ def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: In
         new_lo.append(bounds[..., :len(part)])
         new_hi.append(-bounds[..., len(part):])
     lb, ub = torch.cat(new_lo, -1), torch.cat(new_hi, -1)
-    shape = (lb.shape[0], lb.shape[1], -1)
-    pick = selected.view(1, 1, -1).expand(*lb.shape[:2], -1)
-    lo = lo.expand(*shape[:2], -1).scatter(2, pick, torch.maximum(lo.expand(*shape[:2], -1).gather(2, pick), lb))
-    hi = hi.expand(*shape[:2], -1).scatter(2, pick, torch.minimum(hi.expand(*shape[:2], -1).gather(2, pick), ub))
+    lead = torch.broadcast_shapes(lb.shape[:2], lo.shape[:2])
+    lo, hi, mask = (t.expand(*lead, -1) for t in (lo, hi, mask))
+    pick = selected.view(1, 1, -1).expand(*lead, -1)
+    own = mask.gather(2, pick)
+    old_lo, old_hi = lo.gather(2, pick), hi.gather(2, pick)
+    lo = lo.scatter(2, pick, torch.where(own, torch.maximum(old_lo, lb), old_lo))
+    hi = hi.scatter(2, pick, torch.where(own, torch.minimum(old_hi, ub), old_hi))
     node_shape = problem.graph.nodes[index].shape
+    return lo.reshape(*lead, *node_shape), hi.reshape(*lead, *node_shape)
+
+
+PAIR_FRACTION = 0.5  # per-box rows when they are at most this fraction of (union rows x boxes)
+
+
+def refine_pairs(problem: BoundProblem, ctx: BackwardContext, index: int, interval: Interval,
+                 mask: torch.Tensor, pairs: torch.Tensor) -> Interval:
+    """:func:`refine` with one row pair per (box, candidate neuron) instead of the union for every box.
+
+    Many boxes with few, differing unstable neurons each (input splitting, ACAS Xu) would otherwise
+    bound every box's copy of every neuron that is unstable in any box. Each pair becomes its own
+    batch entry: its box and the intervals of its box are gathered, and the two rows (+e_i, -e_i) are
+    propagated back to that box alone. Rows are independent, so the bounds are those of :func:`refine`.
+    """
+    graph = problem.graph
+    needed = {i for i in bounded_nodes(graph) if i < index}
+    lo, hi = (t.flatten(2) for t in interval)
+    boxes, neurons = pairs[:, 0], pairs[:, 1]
+    element = problem.lower.element_size()
+    widest = max(node.size for node in graph.nodes)
+    per_pair = problem.population * element * (2 * widest * 4 + 2 * sum(graph.nodes[i].size for i in needed))
+    budget = problem.options.memory_budget or default_memory_budget(problem.lower.device)
+    chunk = max(1, budget // max(per_pair, 1))
+
+    def pick(t: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return t if t.shape[1] == 1 else t.index_select(1, where)
+
+    def pick_relaxation(relax: LinearRelaxation, where: torch.Tensor) -> LinearRelaxation:
+        return LinearRelaxation(*(None if t is None else pick(t, where) for t in
+                                  (relax.lower_slope, relax.lower_bias, relax.upper_slope, relax.upper_bias)))
+
+    lows, highs = [], []
+    for part in torch.split(torch.arange(pairs.shape[0], device=pairs.device), chunk):
+        b_idx, n_idx = boxes[part], neurons[part]
+        sub = [(pick(iv[0], b_idx), pick(iv[1], b_idx)) if i in needed and iv is not None else None
+               for i, iv in enumerate(ctx.intervals)]
+
+        def relaxer(i: int, node: Node, lower: torch.Tensor, upper: torch.Tensor, b_idx=b_idx):
+            # the whole batch's (cached) relaxation, gathered: never recomputed per pair
+            full = ctx.relaxer(i, node, *ctx.intervals[node.inputs[0]])
+            return pick_relaxation(full, b_idx)
+
+        start, a, b0 = pair_start_rows(problem, index, n_idx)
+        a_in, bias = backward(start, a, BackwardContext(graph, sub, ctx.weights, relaxer))
+        bounds = concretize(a_in, bias + b0, pick(problem.lower, b_idx), pick(problem.upper, b_idx))  # [P, r, 2]
+        lows.append(bounds[..., 0])
+        highs.append(-bounds[..., 1])
+    lb, ub = torch.cat(lows, -1), torch.cat(highs, -1)  # [P, R]
+    p = max(lb.shape[0], lo.shape[0])
+    lo, hi, mask = (t.expand(p, *t.shape[1:]) for t in (lo, hi, mask))
+    own = mask[:, boxes, neurons]
+    old_lo, old_hi = lo[:, boxes, neurons], hi[:, boxes, neurons]
+    lo, hi = lo.clone(), hi.clone()
+    lo[:, boxes, neurons] = torch.where(own, torch.maximum(old_lo, lb), old_lo)
+    hi[:, boxes, neurons] = torch.where(own, torch.minimum(old_hi, ub), old_hi)
+    node_shape = graph.nodes[index].shape
     return lo.reshape(*lo.shape[:2], *node_shape), hi.reshape(*hi.shape[:2], *node_shape)
+
+
+def pair_start_rows(problem: BoundProblem, index: int, neurons: torch.Tensor
+                    ) -> tuple[int, torch.Tensor, torch.Tensor | float]:
+    """Backward start for one neuron per batch entry: ``[P|1, r, 2, *shape]`` rows (+e_i, -e_i)."""
+    node = problem.graph.nodes[index]
+    if node.kind == G.LINEAR:
+        weight = L.param(node, problem.weights, "weight")[:, neurons]  # [P, r, I]
+        bias = L.param(node, problem.weights, "bias")
+        a = torch.stack([weight, -weight], dim=2)
+        if bias is None:
+            return node.inputs[0], a, 0.0
+        bias = bias[:, neurons]
+        return node.inputs[0], a, torch.stack([bias, -bias], dim=2)
+    if node.kind == G.CONV:
+        rows, bias = conv_rows(problem, node, neurons)
+        a = torch.stack([rows, -rows], dim=2)
+        return node.inputs[0], a, 0.0 if bias is None else torch.stack([bias, -bias], dim=2)
+    eye = torch.zeros(len(neurons), node.size, dtype=problem.lower.dtype, device=problem.lower.device)
+    eye[torch.arange(len(neurons), device=eye.device), neurons] = 1.0
+    return index, torch.stack([eye, -eye], dim=1).view(1, len(neurons), 2, *node.shape), 0.0
 
 
 def intermediate_intervals(problem: BoundProblem, relaxer: Callable, use_backward: bool) -> list[Interval]:

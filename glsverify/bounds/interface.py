@@ -104,7 +104,7 @@ def register_relaxation(relaxation: Relaxation) -> Relaxation:
 
 
 def _load() -> None:
-    from glsverify.bounds import alpha, crown, crown_ibp, ibp_relaxation  # noqa: F401
+    from glsverify.bounds import alpha, crown, crown_ibp, deepz, ibp_relaxation  # noqa: F401
 
 
 def get_relaxation(name: str) -> Relaxation:
@@ -166,7 +166,7 @@ def compute_bounds(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: to
     lb, ub = relaxation.bound(problem)
     if keep_intervals is not None and problem.intervals is not None:
         keep_intervals.extend(problem.intervals)
-    lb, ub = sanitize(lb, ub)
+    lb, ub = sanitize(lb, ub, nonfinite_members(problem))
     if not want_lower:
         lb, ub = None, -lb
     if not population:
@@ -175,12 +175,37 @@ def compute_bounds(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: to
     return Bounds(lb, ub)
 
 
-def sanitize(lb: torch.Tensor, ub: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """NaN bounds carry no information: lower becomes -inf, upper +inf."""
-    lb = torch.where(torch.isnan(lb), torch.full_like(lb, -float("inf")), lb)
+def sanitize(lb: torch.Tensor, ub: torch.Tensor | None, bad: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """NaN bounds carry no information: lower becomes -inf, upper +inf. So do all bounds of the
+    members flagged in ``bad`` (``[P]`` or ``[1]``, e.g. weights that are not finite)."""
+    lost = torch.isnan(lb) if bad is None else torch.isnan(lb) | bad.view(-1, 1, 1)
+    lb = torch.where(lost, torch.full_like(lb, -float("inf")), lb)
     if ub is not None:
-        ub = torch.where(torch.isnan(ub), torch.full_like(ub, float("inf")), ub)
+        lost = torch.isnan(ub) if bad is None else torch.isnan(ub) | bad.view(-1, 1, 1)
+        ub = torch.where(lost, torch.full_like(ub, float("inf")), ub)
     return lb, ub
+
+
+def nonfinite_members(problem: BoundProblem) -> torch.Tensor | None:
+    """``[P]`` flags of members with a NaN or infinite weight (``None`` when all are finite).
+
+    Bounds of such a network are meaningless, and a NaN can hide inside a relaxation (a zero slope
+    times a NaN weight may be skipped by a BLAS kernel), so the members are flagged up front."""
+    trained = set(problem.graph.trainable)
+    bad: torch.Tensor | None = None
+    for key in {k for node in problem.graph.nodes for k in node.params.values()}:
+        t = problem.weights[key]
+        if t.numel() == 0:
+            continue
+        if key in trained:
+            flags = ~torch.isfinite(t.detach()).flatten(1).all(1)
+        else:
+            flags = (~torch.isfinite(t.detach()).all()).view(1)
+        bad = flags if bad is None else bad | flags
+    if bad is None or not bool(bad.any()):
+        return None
+    return bad
 
 
 def default_memory_budget(device: torch.device) -> int:
