@@ -29,14 +29,15 @@ LOSSES = ("ce", "margin")
 
 def pgd_maximize(objective: Objective, lower: torch.Tensor, upper: torch.Tensor, *, steps: int,
                  restarts: int = 1, step_size: float | torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, init: str = "random",
-                 stop_value: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None, init: str | torch.Tensor = "random",
+                 stop_value: float | None = None, decay: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Maximise ``objective`` over the boxes ``lower <= x <= upper`` (``[B, *in]`` each).
 
     - ``step_size``: a scalar or a tensor broadcastable to ``[B, *in]``; default ``2.5 * r / steps``
       with ``r`` the half-width of each box coordinate (Madry et al.'s rule, per coordinate).
     - ``init``: "random" starts every restart uniformly in the box; "center" starts restart 0 at
-      the box centre and the others at random.
+      the box centre and the others at random; a tensor ``[restarts * B, *in]`` gives the starts.
+    - ``decay``: shrink the step linearly over the steps (large moves first, then refinement).
     - ``generator``: source of the random starts (drawn on its device, then moved), so a seeded
       generator makes the result deterministic.
     - ``stop_value``: stop early once every box's best value exceeds it (a falsifier that only
@@ -48,7 +49,7 @@ def pgd_maximize(objective: Objective, lower: torch.Tensor, upper: torch.Tensor,
         raise ShapeMismatchError("PGD box upper", tuple(lower.shape), tuple(upper.shape))
     if steps < 0 or restarts < 1:
         raise ConfigError(f"PGD needs steps >= 0 and restarts >= 1 (got {steps}, {restarts})")
-    if init not in INITS:
+    if not isinstance(init, torch.Tensor) and init not in INITS:
         raise ConfigError(f"unknown PGD init {init!r}; choose from {', '.join(INITS)}")
     if bool((lower > upper).any()):
         raise ConfigError("PGD box has lower > upper")
@@ -61,11 +62,16 @@ def pgd_maximize(objective: Objective, lower: torch.Tensor, upper: torch.Tensor,
         step = torch.as_tensor(step_size, dtype=lo.dtype, device=lo.device)
         if step.dim() > 0:
             step = step.expand_as(lower).repeat(restarts, *([1] * (lower.dim() - 1)))
-    noise = torch.rand(lo.shape, generator=generator, dtype=lo.dtype,
-                       device=generator.device if generator is not None else lo.device).to(lo.device)
-    x = lo + noise * (hi - lo)
-    if init == "center":
-        x[:batch] = (lo[:batch] + hi[:batch]) / 2
+    if isinstance(init, torch.Tensor):
+        if init.shape != lo.shape:
+            raise ShapeMismatchError("PGD starting points", tuple(lo.shape), tuple(init.shape))
+        x = torch.minimum(torch.maximum(init.detach().to(lo), lo), hi)
+    else:
+        noise = torch.rand(lo.shape, generator=generator, dtype=lo.dtype,
+                           device=generator.device if generator is not None else lo.device).to(lo.device)
+        x = lo + noise * (hi - lo)
+        if init == "center":
+            x[:batch] = (lo[:batch] + hi[:batch]) / 2
     best_x = x.clone()
     best_v = torch.full((restarts * batch,), -float("inf"), dtype=lo.dtype, device=lo.device)
     with torch.enable_grad():
@@ -83,7 +89,8 @@ def pgd_maximize(objective: Objective, lower: torch.Tensor, upper: torch.Tensor,
             if stop_value is not None and bool((_per_box_best(best_v, restarts, batch)[0] > stop_value).all()):
                 break
             (grad,) = torch.autograd.grad(values.sum(), x)
-            x = torch.minimum(torch.maximum(x.detach() + step * torch.nan_to_num(grad).sign(), lo), hi)
+            scale = 1.0 - iteration / max(steps, 1) if decay else 1.0
+            x = torch.minimum(torch.maximum(x.detach() + scale * step * torch.nan_to_num(grad).sign(), lo), hi)
     value, which = _per_box_best(best_v, restarts, batch)
     rows = which * batch + torch.arange(batch, device=which.device)
     return best_x[rows].detach(), value.detach()

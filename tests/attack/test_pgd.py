@@ -113,3 +113,17 @@ def test_attack_breaks_a_linear_classifier_exactly_when_the_margin_allows():
     robust = pgd_robust(model, x, labels, 0.15, steps=20, generator=generator)
     assert robust.tolist() == [False, True]
     assert pgd_robust(model, x, labels, 0.0, steps=20).tolist() == [True, True]
+
+
+def test_given_starts_are_used_and_decay_converges():
+    """From given starting points, decaying steps settle on the box corner that maximises a linear
+    objective, and the starts themselves count as candidates."""
+    lower, upper = torch.zeros(1, 3, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)
+    weights = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    starts = torch.full((4, 3), 0.5, dtype=torch.float64)
+    x, value = pgd_maximize(lambda p: p @ weights, lower, upper, steps=20, restarts=4, step_size=0.25,
+                            init=starts, decay=True)
+    torch.testing.assert_close(x, torch.tensor([[1.0, 0.0, 1.0]], dtype=torch.float64))
+    assert value.item() == pytest.approx(1.5)
+    with pytest.raises(ShapeMismatchError):
+        pgd_maximize(lambda p: p @ weights, lower, upper, steps=1, restarts=2, init=starts)
