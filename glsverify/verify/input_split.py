@@ -29,7 +29,8 @@ from glsverify.verify.witness import Counterexample, WitnessChecker
 class InputSplitOptions:
     method: str = "crown"
     optimise: int = 10  # alpha/lambda iterations on boxes CROWN leaves open (0: off; ReLU networks)
-    lookahead: int = 2  # dimensions whose splits are tried per box (1: no lookahead)
+    lookahead: int = 5  # dimensions whose splits are tried per box (1: no lookahead)
+    criterion: str = "sum"  # lookahead score of a split: "sum" of the children's open gaps, or the "min"
     batch: int = 256  # open boxes split per round (each costs 2 x lookahead bounds)
     max_open: int = 2_000_000  # boxes kept before giving up (answer unknown)
 
@@ -155,7 +156,14 @@ def _split(graph: Graph, case: CaseProblem, boxes: BoundedBoxes, options: InputS
         lows += [left_lo, right_lo]
         highs += [left_hi, right_hi]
     children = _bound(graph, case, torch.cat(lows), torch.cat(highs), options, deadline)
-    worse = torch.minimum(*children.gap.view(k, 2, n).unbind(1))  # [k, N]
+    left_gap, right_gap = children.gap.view(k, 2, n).unbind(1)  # [k, N] each
+    if options.criterion == "min":
+        worse = torch.minimum(left_gap, right_gap)
+    else:  # "sum": total remaining gap of both children (a closed child contributes nothing)
+        worse = left_gap.clamp(max=0) + right_gap.clamp(max=0)
+    # a dimension of zero width cannot be split: its "children" are the box itself
+    width = (boxes.upper - boxes.lower).flatten(1).gather(1, boxes.rank[:, :k]).T  # [k, N]
+    worse = torch.where(width > 0, worse, torch.full_like(worse, -float("inf")))
     choice = worse.argmax(dim=0)
     left = choice * 2 * n + arange
     return children.take(torch.cat([left, left + n]))
