@@ -221,7 +221,8 @@ def run_demo(out: str | Path = "demo-out", settings: DemoSettings | None = None,
             hooks.stage("3/7 train: PGPE with the CROWN relaxation")
             hooks.say(f"{settings.pgpe_steps} PGPE steps from the warm start: Gaussian loss smoothing of the "
                       f"CROWN-certified loss (population {settings.population}, sigma {settings.sigma:g}, "
-                      f"batch {settings.pgpe_batch}, eps {settings.eps:g}); zeroth order, no gradient through the bound")
+                      f"batch {settings.pgpe_batch}, eps {settings.eps:g}); zeroth order, no gradient through "
+                      f"the bound")
             final = _train(out / "pgpe_crown", zoo_model, settings, hooks, method="pgpe", relaxation="crown",
                            max_steps=settings.pgpe_steps, batch_size=settings.pgpe_batch, lr=settings.pgpe_lr,
                            eps_ramp_end=0.0, log_every=1, population=settings.population,

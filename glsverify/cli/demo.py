@@ -76,5 +76,5 @@ def _print_summary(result) -> None:
     console.print(f"results: {result.results}/ (summary.csv and one VNN-COMP result file per instance)")
     times = result.times
     training = times.get("warmup", 0.0) + times.get("pgpe", 0.0)
-    console.print(f"time:    {times['total']:.0f} s (training {training:.0f} s, certify {times.get('certify', 0.0):.0f} s, "
-                  f"report {times.get('report', 0.0):.0f} s)")
+    console.print(f"time:    {times['total']:.0f} s (training {training:.0f} s, certify "
+                  f"{times.get('certify', 0.0):.0f} s, report {times.get('report', 0.0):.0f} s)")
