@@ -24,6 +24,9 @@ from glsverify.train.config import TrainConfig, read_config_file
 @click.option("--relaxation", help="ibp | crown-ibp | crown | deepz; with --method grad also none | pgd | mtl-ibp "
                                    "(default crown).")
 @click.option("--eps", type=float, help="L-inf radius in [0, 1] pixel space (default 0.1).")
+@click.option("--eps-ramp-end", type=float, help="Fraction of the steps after which eps reaches --eps, rising "
+                                                 "linearly from 0 (default 0.5; 0 trains at --eps from the start, "
+                                                 "as a fine-tune from --init should).")
 @click.option("--epochs", type=int, help="Passes over the training split (default 10).")
 @click.option("--batch-size", type=int, help="Minibatch size (default 128).")
 @click.option("--population", type=int, help="PGPE population, even (default 64).")
@@ -46,15 +49,15 @@ from glsverify.train.config import TrainConfig, read_config_file
 @click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when stderr is a terminal).")
 @click.pass_context
-def command(ctx: click.Context, model, output, dataset, data_dir, method, relaxation, eps, epochs, batch_size,
-            population, sigma, samples, optimizer, lr, robust_weight, seed, device, init_path, max_steps,
+def command(ctx: click.Context, model, output, dataset, data_dir, method, relaxation, eps, eps_ramp_end, epochs,
+            batch_size, population, sigma, samples, optimizer, lr, robust_weight, seed, device, init_path, max_steps,
             time_budget, cert_method, eval_samples, config_file, resume, progress) -> None:
     """Train MODEL.onnx to be certifiably robust at --eps and evaluate it on the test split."""
     from glsverify.train.sinks import RichProgressSink
     from glsverify.train.trainer import resume_config, run_training
 
     given = {"model": model, "output": output, "dataset": dataset, "data_dir": data_dir, "method": method,
-             "relaxation": relaxation, "eps": eps, "epochs": epochs, "batch_size": batch_size,
+             "relaxation": relaxation, "eps": eps, "eps_ramp_end": eps_ramp_end, "epochs": epochs, "batch_size": batch_size,
              "population": population, "sigma": sigma, "samples": samples, "optimizer": optimizer, "lr": lr,
              "robust_weight": robust_weight, "seed": seed, "device": device, "init": init_path,
              "max_steps": max_steps, "time_budget_s": time_budget, "cert_method": cert_method,

@@ -22,6 +22,10 @@ from glsverify.graph import Graph, Node
 from glsverify.io_utils import atomic_write_bytes
 
 DEFAULT_OPSET = 17
+MIN_OPSET = 13  # the oldest opset export accepts (tests cover 13 and the default)
+# The newest opset at which onnx2torch, which every import (ours included) converts with, reads all
+# the ops export writes: at 21 it lacks Flatten, at 22 Conv.
+MAX_OPSET = 20
 Emitter = Callable[["_Writer", Node, list[str], str], None]
 EMITTERS: dict[str, Emitter] = {}
 
@@ -56,8 +60,11 @@ class _Writer:
 def export_onnx(graph: Graph, path: str | os.PathLike, *, params: Mapping[str, torch.Tensor] | None = None,
                 opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Write ``graph`` (with ``params`` overriding its tensors) to ``path`` atomically."""
-    if opset < 13:
-        raise InvalidModelError(f"opset {opset} is too old for export; use 13 or newer")
+    if opset < MIN_OPSET:
+        raise InvalidModelError(f"opset {opset} is too old for export; use {MIN_OPSET} or newer")
+    if opset > max_opset():
+        raise InvalidModelError(f"opset {opset} is too new for export; use {max_opset()} or older (onnx2torch, "
+                                f"which reads the file back, stops there)")
     merged = dict(graph.params)
     merged.update(params or {})
     writer = _Writer(merged)
@@ -79,6 +86,11 @@ def export_onnx(graph: Graph, path: str | os.PathLike, *, params: Mapping[str, t
     onnx.checker.check_model(model, full_check=True)
     atomic_write_bytes(path, model.SerializeToString())
     return model
+
+
+def max_opset() -> int:
+    """The newest opset export writes: :data:`MAX_OPSET`, or less if the installed onnx stops earlier."""
+    return min(MAX_OPSET, onnx.defs.onnx_opset_version())
 
 
 @emitter(G.LINEAR)

@@ -52,6 +52,15 @@ def test_a_short_run_writes_the_run_directory_and_prints_the_table(tmp_path, mod
     assert (tmp_path / "run" / "model.onnx").is_file()
 
 
+def test_eps_ramp_end_zero_trains_at_full_eps_from_the_first_step(tmp_path, model):
+    result = invoke("train", model, "--method", "grad", "--relaxation", "ibp", "--eps", "0.07", "--eps-ramp-end", "0",
+                    "--max-steps", "2", "--eval-samples", "4", "--device", "cpu", "--no-progress", "-o", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["eps_ramp_end"] == 0.0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["eps"] for r in records] == [0.07, 0.07]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--sigma", "-0.5"], "sigma must be positive"),
     (["--relaxation", "octagon"], "unknown relaxation 'octagon'"),
