@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--benchmarks", type=Path, default=ROOT.parent / "shared" / "benchmarks")
     parser.add_argument("--folders", nargs="+", default=["test", "acasxu", "mnist_fc_2022"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the verifier (1 is fastest "
+                                                                "for these small networks on a shared CPU)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply the competition timeouts")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -63,7 +65,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Verifier on VNN-COMP benchmarks ({args.device})", "",
              f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}; command: "
-             f"`python bench/verify_benchmarks.py --folders {' '.join(args.folders)} --device {args.device}`"
+             f"`python bench/verify_benchmarks.py --folders {' '.join(args.folders)} --device {args.device} "
+             f"--threads {args.threads}`"
              + (f" --timeout-scale {args.timeout_scale}" if args.timeout_scale != 1 else ""), ""]
     for name in args.folders:
         folder = args.benchmarks / name
@@ -71,7 +74,7 @@ def main() -> None:
         if args.timeout_scale != 1.0:
             from glsverify.vnncomp.instances import Instance
             instances = [Instance(i.onnx, i.vnnlib, i.timeout * args.timeout_scale, i.expected) for i in instances]
-        executor = WorkerExecutor(VerifyOptions(device=args.device))
+        executor = WorkerExecutor(VerifyOptions(device=args.device, threads=args.threads))
         executor.warm_up()
         started = time.perf_counter()
         try:

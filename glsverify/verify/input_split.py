@@ -31,6 +31,7 @@ class InputSplitOptions:
     optimise: int = 10  # alpha/lambda iterations on boxes CROWN leaves open (0: off; ReLU networks)
     lookahead: int = 5  # dimensions whose splits are tried per box (1: no lookahead)
     criterion: str = "sum"  # lookahead score of a split: "sum" of the children's open gaps, or the "min"
+    stall: float = 0.95  # "sum": when the best split keeps this share of the gap, halve the widest side
     batch: int = 256  # open boxes split per round (each costs 2 x lookahead bounds)
     max_open: int = 2_000_000  # boxes kept before giving up (answer unknown)
 
@@ -164,7 +165,15 @@ def _split(graph: Graph, case: CaseProblem, boxes: BoundedBoxes, options: InputS
     # a dimension of zero width cannot be split: its "children" are the box itself
     width = (boxes.upper - boxes.lower).flatten(1).gather(1, boxes.rank[:, :k]).T  # [k, N]
     worse = torch.where(width > 0, worse, torch.full_like(worse, -float("inf")))
-    choice = worse.argmax(dim=0)
+    best, choice = worse.max(dim=0)
+    if options.criterion == "sum" and options.stall < 1:
+        # No split helps much (greedy lookahead is myopic): halve the relatively widest dimension,
+        # which shrinks the box where relaxations are loose and guarantees progress.
+        parent = 2 * boxes.gap.clamp(max=0)
+        stalled = best <= options.stall * parent
+        full = (case.upper - case.lower).flatten()
+        relative = width / torch.where(full > 0, full, torch.ones_like(full))[boxes.rank[:, :k]].T
+        choice = torch.where(stalled, relative.argmax(dim=0), choice)
     left = choice * 2 * n + arange
     return children.take(torch.cat([left, left + n]))
 
