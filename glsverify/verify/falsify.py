@@ -23,9 +23,9 @@ CANDIDATE_SLACK = 1e-6  # float32 rounding may move a float64 margin of -1e-7 ei
 
 @dataclass
 class FalsifyOptions:
-    samples: int = 1024
-    restarts: int = 16
-    steps: int = 40
+    samples: int = 8192
+    restarts: int = 64
+    steps: int = 60
     max_checks: int = 8
 
 
