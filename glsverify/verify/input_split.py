@@ -22,6 +22,7 @@ from glsverify.verify.beta import alpha_beta_bounds
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.falsify import CANDIDATE_SLACK
 from glsverify.verify.problem import CaseProblem
+from glsverify.verify.stack import pop_batch
 from glsverify.verify.witness import Counterexample, WitnessChecker
 
 
@@ -53,6 +54,10 @@ class BoundedBoxes:
     def __len__(self) -> int:
         return self.lower.shape[0]
 
+    @property
+    def device(self) -> torch.device:
+        return self.lower.device
+
     def take(self, index: torch.Tensor) -> "BoundedBoxes":
         return BoundedBoxes(self.lower[index], self.upper[index], self.gap[index], self.rank[index])
 
@@ -69,7 +74,7 @@ def input_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadli
     while stack:
         if deadline.expired():
             return SearchOutcome("timeout", stats=_stats(evaluated, rounds, leaves))
-        boxes = _pop(stack, options.batch)
+        boxes = pop_batch(stack, options.batch, BoundedBoxes.cat)
         rounds += 1
         open_ = boxes.gap <= 0
         leaves += int((~open_).sum())
@@ -192,20 +197,6 @@ def halves(lower: torch.Tensor, upper: torch.Tensor, dims: torch.Tensor
     left_hi[arange, dims] = mid
     right_lo[arange, dims] = mid
     return (lower, left_hi.view_as(upper)), (right_lo.view_as(lower), upper)
-
-
-def _pop(stack: list[BoundedBoxes], n: int) -> BoundedBoxes:
-    """Up to ``n`` boxes from the top of the stack (depth first keeps memory small)."""
-    parts, total = [], 0
-    while stack and total < n:
-        parts.append(stack.pop())
-        total += len(parts[-1])
-    boxes = BoundedBoxes.cat(parts) if len(parts) > 1 else parts[0]
-    if len(boxes) > n:
-        device = boxes.lower.device
-        stack.append(boxes.take(torch.arange(n, len(boxes), device=device)))
-        boxes = boxes.take(torch.arange(n, device=device))
-    return boxes
 
 
 def _centre_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker,

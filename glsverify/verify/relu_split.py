@@ -28,6 +28,7 @@ from glsverify.verify.deadline import Deadline
 from glsverify.verify.falsify import CANDIDATE_SLACK
 from glsverify.verify.input_split import SearchOutcome
 from glsverify.verify.problem import CaseProblem
+from glsverify.verify.stack import pop_batch
 from glsverify.verify.witness import WitnessChecker
 
 EMPTY_TOL = 1e-9  # a clamped interval with lower > upper + this is empty (the branch has no input)
@@ -57,6 +58,10 @@ class Branches:
 
     def __len__(self) -> int:
         return next(iter(self.splits.values())).shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.splits.values())).device
 
     def fields(self) -> tuple[dict, ...]:
         return self.splits, self.lower, self.upper, self.alpha, self.beta
@@ -103,7 +108,7 @@ def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], 
     while stack:
         if deadline.expired():
             return SearchOutcome("timeout", stats={"branches": processed, "open": open_count})
-        branches = _pop(stack, batch)
+        branches = pop_batch(stack, batch, Branches.cat)
         open_count -= len(branches)
         processed += len(branches)
         started = time.perf_counter()
@@ -216,19 +221,6 @@ def _adapt(batch: int, elapsed: float, options: ReluSplitOptions) -> int:
     if elapsed > options.target_seconds * 2:
         return max(batch // 2, 1)
     return batch
-
-
-def _pop(stack: list[Branches], n: int) -> Branches:
-    parts, total = [], 0
-    while stack and total < n:
-        parts.append(stack.pop())
-        total += len(parts[-1])
-    merged = Branches.cat(parts) if len(parts) > 1 else parts[0]
-    if len(merged) > n:
-        device = merged.lower[next(iter(merged.lower))].device
-        stack.append(merged.take(torch.arange(n, len(merged), device=device)))
-        merged = merged.take(torch.arange(n, device=device))
-    return merged
 
 
 def _best_rows(case: CaseProblem, row_lower: torch.Tensor) -> torch.Tensor:
