@@ -1,7 +1,8 @@
 """Branch and bound over the input box, for networks with few inputs (ACAS Xu has 5).
 
-Every box on the stack has already been bounded. An open box (some unsafe polytope not yet proved
-empty) is checked for a counterexample at its centre, then split in half along one dimension. The
+Every box in the pool has already been bounded. Each round takes the open boxes farthest from a proof
+(worst gap first: that is where counterexamples are likeliest). An open box (some unsafe polytope not yet proved
+empty) is searched for a counterexample (a few PGD steps from its centre), then split in half along one dimension. The
 dimension is chosen by lookahead: the children of the ``lookahead`` most promising dimensions (ranked
 by ``|A_i| x width_i`` of the bound's linear form) are all bounded in one batch, and the split whose
 worse child is closest to a proof wins; its children are pushed with their bounds, so nothing is
@@ -16,13 +17,13 @@ from dataclasses import dataclass, field
 import torch
 
 from glsverify import graph as G
+from glsverify.attack.pgd import pgd_maximize
 from glsverify.bounds.interface import PROOF_MARGIN, compute_bounds
 from glsverify.graph import Graph
 from glsverify.verify.beta import alpha_beta_bounds
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.falsify import CANDIDATE_SLACK
 from glsverify.verify.problem import CaseProblem
-from glsverify.verify.stack import pop_batch
 from glsverify.verify.witness import Counterexample, WitnessChecker
 
 
@@ -33,8 +34,9 @@ class InputSplitOptions:
     lookahead: int = 5  # dimensions whose splits are tried per box (1: no lookahead)
     criterion: str = "sum"  # lookahead score of a split: "sum" of the children's open gaps, or the "min"
     stall: float = 0.95  # "sum": when the best split keeps this share of the gap, halve the widest side
-    batch: int = 256  # open boxes split per round (each costs 2 x lookahead bounds)
+    batch: int = 128  # open boxes split per round (each costs 2 x lookahead bounds)
     max_open: int = 2_000_000  # boxes kept before giving up (answer unknown)
+    pgd_steps: int = 5  # PGD steps inside each open box per round (0: check only the centres)
 
 
 @dataclass
@@ -69,27 +71,35 @@ class BoundedBoxes:
 def input_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
                 options: InputSplitOptions | None = None) -> SearchOutcome:
     options = options or InputSplitOptions()
-    stack = [_bound(graph, case, case.lower.unsqueeze(0), case.upper.unsqueeze(0), options, deadline)]
-    evaluated, rounds, leaves = 1, 0, 0
-    while stack:
+    root = _bound(graph, case, case.lower.unsqueeze(0), case.upper.unsqueeze(0), options, deadline)
+    pool = root.take(torch.nonzero(root.gap <= 0).squeeze(1))  # open boxes, each already bounded
+    evaluated, rounds, leaves = 1, 0, len(root) - len(pool)
+    while len(pool):
         if deadline.expired():
             return SearchOutcome("timeout", stats=_stats(evaluated, rounds, leaves))
-        boxes = pop_batch(stack, options.batch, BoundedBoxes.cat)
+        boxes, pool = _select(pool, options.batch)
         rounds += 1
-        open_ = boxes.gap <= 0
-        leaves += int((~open_).sum())
-        if not bool(open_.any()):
-            continue
-        boxes = boxes.take(torch.nonzero(open_).squeeze(1))
-        found = _centre_counterexample(graph, case, checker, boxes)
+        found = _box_counterexample(graph, case, checker, boxes, options.pgd_steps)
         if found is not None:
             return SearchOutcome("sat", found, _stats(evaluated, rounds, leaves))
         children = _split(graph, case, boxes, options, deadline)
         evaluated += len(boxes) * 2 * min(options.lookahead, boxes.rank.shape[1])
-        stack.append(children)
-        if sum(len(b) for b in stack) > options.max_open:
+        open_ = children.gap <= 0
+        leaves += int((~open_).sum())
+        pool = BoundedBoxes.cat([pool, children.take(torch.nonzero(open_).squeeze(1))])
+        if len(pool) > options.max_open:
             return SearchOutcome("unknown", stats={**_stats(evaluated, rounds, leaves), "reason": "too many boxes"})
     return SearchOutcome("unsat", stats=_stats(evaluated, rounds, leaves))
+
+
+def _select(pool: BoundedBoxes, n: int) -> tuple[BoundedBoxes, BoundedBoxes]:
+    """The ``n`` open boxes farthest from a proof (where counterexamples are likeliest), and the rest."""
+    if len(pool) <= n:
+        return pool, pool.take(torch.zeros(0, dtype=torch.long, device=pool.device))
+    chosen = torch.topk(pool.gap, n, largest=False).indices
+    rest = torch.ones(len(pool), dtype=torch.bool, device=pool.device)
+    rest[chosen] = False
+    return pool.take(chosen), pool.take(torch.nonzero(rest).squeeze(1))
 
 
 def _stats(evaluated: int, rounds: int, leaves: int) -> dict:
@@ -199,13 +209,24 @@ def halves(lower: torch.Tensor, upper: torch.Tensor, dims: torch.Tensor
     return (lower, left_hi.view_as(upper)), (right_lo.view_as(lower), upper)
 
 
-def _centre_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker,
-                           boxes: BoundedBoxes) -> Counterexample | None:
-    with torch.no_grad():
-        centres = (boxes.lower + boxes.upper) / 2
-        margins = case.violation_margin(graph.forward(centres))
-    for i in torch.nonzero(margins <= CANDIDATE_SLACK).squeeze(1)[:4].tolist():
-        found = checker.check(centres[i].cpu().numpy(), case.index)
+def _box_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker, boxes: BoundedBoxes,
+                        steps: int) -> Counterexample | None:
+    """A few PGD steps inside every open box, from its centre: unsafe regions too small for the
+    global falsifier are found once the boxes around them are small."""
+    objective = lambda x: -case.violation_margin(graph.forward(x))  # noqa: E731
+    if steps > 0:
+        points, values = pgd_maximize(objective, boxes.lower, boxes.upper, steps=steps, init="center",
+                                      step_size=0.25 * (boxes.upper - boxes.lower), decay=True,
+                                      stop_value=CANDIDATE_SLACK)
+        margins = -values
+    else:
+        with torch.no_grad():
+            points = (boxes.lower + boxes.upper) / 2
+            margins = case.violation_margin(graph.forward(points))
+    for i in torch.argsort(margins)[:4].tolist():
+        if margins[i] > CANDIDATE_SLACK:
+            break
+        found = checker.check(points[i].cpu().numpy(), case.index)
         if found is not None:
             return found
     return None
