@@ -4,8 +4,9 @@ Intermediate bounds of every node that feeds a nonlinearity (activations, maxpoo
 propagation from that node, intersected with IBP. Only neurons that IBP cannot already decide are
 re-bounded (for ReLU: the unstable ones), and a neuron's interval changes only in the members and boxes
 where it is a candidate, so batching never changes a box's bounds. Rows are the union of candidates
-over the batch, or one row pair per (box, candidate) when candidates are sparse across many boxes
-(:func:`refine_pairs`). A linear or conv node is stepped over at the start (its weight rows, placed
+over the batch, one row pair per (box, candidate) when candidates are sparse across many boxes
+(:func:`refine_pairs`), or each population member's own candidates (:func:`refine_members`),
+whichever :func:`choose_rows` finds cheapest. A linear or conv node is stepped over at the start (its weight rows, placed
 directly, are the start at its input); rows are processed in chunks that fit the memory budget; a
 node reached through a single affine layer from the input keeps its (exact) IBP bounds; activation
 relaxations are computed once per node. Cost: for each nonlinear layer k, one backward pass with U_k
@@ -124,7 +125,8 @@ def conv_rows(problem: BoundProblem, node: Node, neurons: torch.Tensor
     """The rows of a convolution for output ``neurons`` (flat indices), as maps on its input.
 
     Equal to the transposed convolution of one-hot rows, but built by placing each kernel at its
-    window: the transposed convolution of an identity costs as much as a dense layer.
+    window: the transposed convolution of an identity costs as much as a dense layer. ``neurons`` is
+    ``[r]`` (the same for every member) or ``[P, r]`` (each member its own).
     Returns ``[P, r, C, H, W]`` and the neurons' biases ``[P, r]`` (None without bias).
     """
     weight = L.param(node, problem.weights, "weight")  # [P, O, C/g, kh, kw]
@@ -135,24 +137,39 @@ def conv_rows(problem: BoundProblem, node: Node, neurons: torch.Tensor
     a = node.attrs
     per_group = weight.shape[2]
     kh, kw = weight.shape[3:]
-    o = neurons // (out_h * out_w)
-    y = (neurons // out_w) % out_h
-    x = neurons % out_w
+    per_member = neurons.dim() == 2
+    idx = neurons if per_member else neurons.unsqueeze(0)  # [Pn, r]
+    lead, count = idx.shape
+    o = idx // (out_h * out_w)
+    y = (idx // out_w) % out_h
+    x = idx % out_w
     group = o // (out_c // a["groups"])
     device = neurons.device
-    rows = (y * a["stride"][0] - a["padding"][0]).view(-1, 1, 1, 1) + \
-        (torch.arange(kh, device=device) * a["dilation"][0]).view(1, 1, kh, 1)  # [r, 1, kh, 1]
-    cols = (x * a["stride"][1] - a["padding"][1]).view(-1, 1, 1, 1) + \
-        (torch.arange(kw, device=device) * a["dilation"][1]).view(1, 1, 1, kw)  # [r, 1, 1, kw]
-    chans = (group * per_group).view(-1, 1, 1, 1) + torch.arange(per_group, device=device).view(1, -1, 1, 1)
-    valid = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)  # [r, 1, kh, kw]
-    target = (chans * height + rows) * width + cols  # [r, C/g, kh, kw]
-    target = torch.where(valid, target, torch.zeros_like(target)).flatten(1)
-    values = weight[:, o]  # [P, r, C/g, kh, kw]
+    rows = (y * a["stride"][0] - a["padding"][0]).view(lead, count, 1, 1, 1) + \
+        (torch.arange(kh, device=device) * a["dilation"][0]).view(1, 1, 1, kh, 1)  # [Pn, r, 1, kh, 1]
+    cols = (x * a["stride"][1] - a["padding"][1]).view(lead, count, 1, 1, 1) + \
+        (torch.arange(kw, device=device) * a["dilation"][1]).view(1, 1, 1, 1, kw)  # [Pn, r, 1, 1, kw]
+    chans = (group * per_group).view(lead, count, 1, 1, 1) + \
+        torch.arange(per_group, device=device).view(1, 1, -1, 1, 1)
+    valid = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)  # [Pn, r, 1, kh, kw]
+    target = (chans * height + rows) * width + cols  # [Pn, r, C/g, kh, kw]
+    target = torch.where(valid, target, torch.zeros_like(target)).flatten(2)
+    if per_member:
+        weight = weight.expand(lead, *weight.shape[1:])
+        values = weight[torch.arange(lead, device=device).unsqueeze(1), o]  # [P, r, C/g, kh, kw]
+    else:
+        values = weight[:, o[0]]
     values = torch.where(valid, values, torch.zeros_like(values)).flatten(2)
-    out = values.new_zeros(weight.shape[0], len(neurons), channels * height * width)
-    out.scatter_add_(2, target.unsqueeze(0).expand(weight.shape[0], -1, -1), values)
-    return out.view(weight.shape[0], len(neurons), *in_shape), None if bias is None else bias[:, o]
+    members = max(values.shape[0], lead)
+    out = values.new_zeros(members, count, channels * height * width)
+    out.scatter_add_(2, target.expand(members, -1, -1), values.expand(members, -1, -1))
+    if bias is None:
+        picked = None
+    elif per_member:
+        picked = bias.expand(lead, bias.shape[1]).gather(1, o)
+    else:
+        picked = bias[:, o[0]]
+    return out.view(members, count, *in_shape), picked
 
 
 def backward_bounds(problem: BoundProblem, ctx: BackwardContext, start: int, a: torch.Tensor,
@@ -175,8 +192,13 @@ def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: In
     if selected.numel() == 0:
         return interval
     pairs = per_box.nonzero()  # [R, 2]: (box, neuron)
-    if per_box.shape[0] > 1 and pairs.shape[0] <= PAIR_FRACTION * selected.numel() * per_box.shape[0]:
+    per_member = mask.any(1)  # [P, N]
+    strategy = FORCE_ROWS or choose_rows(selected.numel(), per_box.shape[0], pairs.shape[0],
+                                         per_member.shape[0], int(per_member.sum(1).max()))
+    if strategy == "pairs" and per_box.shape[0] > 1:
         return refine_pairs(problem, ctx, index, interval, mask, pairs)
+    if strategy == "members" and per_member.shape[0] > 1:
+        return refine_members(problem, ctx, index, interval, mask, per_member)
     lo, hi = (t.flatten(2) for t in interval)
     chunk = rows_per_chunk(problem, 2 * selected.numel()) // 2 or 1
     new_lo, new_hi = [], []
@@ -198,6 +220,83 @@ def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: In
 
 
 PAIR_FRACTION = 0.5  # per-box rows when they are at most this fraction of (union rows x boxes)
+MEMBER_FRACTION = 0.8  # per-member rows when the widest member needs at most this fraction of the union
+FORCE_ROWS: str | None = None  # "union", "pairs" or "members": tests pin a strategy (all give equal bounds)
+
+
+def choose_rows(union: int, boxes: int, pairs: int, members: int, widest_member: int) -> str:
+    """The cheapest row layout for re-bounding a node: rows for the union of candidates in every box,
+    one row pair per (box, candidate), or per member the union of its own candidates padded to the
+    widest member. Costs are rows times boxes, each member pays the same, so only the row count of one
+    member matters; pairs and padded members carry gather overhead, hence the fractions."""
+    costs = {"union": union * boxes}
+    if boxes > 1 and PAIR_FRACTION > 0:
+        costs["pairs"] = pairs / PAIR_FRACTION
+    if members > 1 and MEMBER_FRACTION > 0:
+        costs["members"] = widest_member * boxes / MEMBER_FRACTION
+    return min(costs, key=lambda k: (costs[k], k != "union"))
+
+
+def refine_members(problem: BoundProblem, ctx: BackwardContext, index: int, interval: Interval,
+                   mask: torch.Tensor, per_member: torch.Tensor) -> Interval:
+    """:func:`refine` with each population member's own candidates as its rows.
+
+    Members of a PGPE population differ in which neurons are unstable; the union over members makes
+    every member bound every other member's unstable neurons. Here member p's rows are its own
+    candidates, padded to the widest member by repeating one of them (a repeated row computes the
+    same bound, so the duplicate write is harmless). Rows are independent: the bounds equal
+    :func:`refine`'s.
+    """
+    members, n = per_member.shape
+    counts = per_member.sum(1)
+    width = int(counts.max())
+    order = torch.sort(per_member.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :width]
+    valid = torch.arange(width, device=order.device).unsqueeze(0) < counts.unsqueeze(1)
+    chosen = torch.where(valid, order, order[:, :1])  # [P, S]
+    lo, hi = (t.flatten(2) for t in interval)
+    chunk = rows_per_chunk(problem, 2 * width) // 2 or 1
+    new_lo, new_hi = [], []
+    for part in torch.split(chosen, chunk, dim=1):
+        start, a, b = member_start_rows(problem, index, part)
+        bounds = backward_bounds(problem, ctx, start, a, b)  # [P, B, 2s]
+        new_lo.append(bounds[..., :part.shape[1]])
+        new_hi.append(-bounds[..., part.shape[1]:])
+    lb, ub = torch.cat(new_lo, -1), torch.cat(new_hi, -1)
+    batch = max(lb.shape[1], lo.shape[1])
+    lo, hi, mask = (t.expand(members, batch, n) for t in (lo, hi, mask))
+    pick = chosen.unsqueeze(1).expand(members, batch, width)
+    own = mask.gather(2, pick)
+    old_lo, old_hi = lo.gather(2, pick), hi.gather(2, pick)
+    lo = lo.scatter(2, pick, torch.where(own, torch.maximum(old_lo, lb), old_lo))
+    hi = hi.scatter(2, pick, torch.where(own, torch.minimum(old_hi, ub), old_hi))
+    node_shape = problem.graph.nodes[index].shape
+    return lo.reshape(members, batch, *node_shape), hi.reshape(members, batch, *node_shape)
+
+
+def member_start_rows(problem: BoundProblem, index: int, neurons: torch.Tensor
+                      ) -> tuple[int, torch.Tensor, torch.Tensor | float]:
+    """Backward start for per-member ``neurons`` ``[P, s]``: rows ``[P, 1, 2s, ...]`` (+e_i, then -e_i)."""
+    node = problem.graph.nodes[index]
+    members, count = neurons.shape
+    if node.kind == G.LINEAR:
+        weight = L.param(node, problem.weights, "weight")
+        weight = weight.expand(members, *weight.shape[1:])
+        rows = weight.gather(1, neurons.unsqueeze(2).expand(-1, -1, weight.shape[2]))  # [P, s, I]
+        bias = L.param(node, problem.weights, "bias")
+        a = torch.cat([rows, -rows], dim=1).unsqueeze(1)
+        if bias is None:
+            return node.inputs[0], a, 0.0
+        bias = bias.expand(members, bias.shape[1]).gather(1, neurons)
+        return node.inputs[0], a, torch.cat([bias, -bias], dim=1).unsqueeze(1)
+    if node.kind == G.CONV:
+        rows, bias = conv_rows(problem, node, neurons)  # [P, s, C, H, W]
+        a = torch.cat([rows, -rows], dim=1).unsqueeze(1)
+        if bias is None:
+            return node.inputs[0], a, 0.0
+        return node.inputs[0], a, torch.cat([bias, -bias], dim=1).unsqueeze(1)
+    eye = torch.zeros(members, count, node.size, dtype=problem.lower.dtype, device=problem.lower.device)
+    eye.scatter_(2, neurons.unsqueeze(2), 1.0)
+    return index, torch.cat([eye, -eye], dim=1).view(members, 1, 2 * count, *node.shape), 0.0
 
 
 def refine_pairs(problem: BoundProblem, ctx: BackwardContext, index: int, interval: Interval,

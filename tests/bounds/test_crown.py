@@ -58,24 +58,32 @@ def test_exactness_and_candidates():
 
 @settings(max_examples=6, deadline=None, derandomize=True)
 @given(family=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**20), population=st.booleans())
-def test_per_box_rows_equal_union_rows(family, seed, population):
+def test_every_row_layout_gives_the_union_rows_bounds(family, seed, population):
+    """Per-box pairs and per-member rows only skip rows that cannot change a bound."""
     graph = FAMILIES[family](seed)
     lower, upper = random_box(graph, seed, batch=3, eps=0.05)
     C = random_spec(graph, seed, 3)
     params = None
     if population:
         gen = torch.Generator().manual_seed(seed)
-        params = {k: graph.params[k] + 0.1 * torch.randn(2, *graph.params[k].shape, generator=gen,
+        params = {k: graph.params[k] + 0.1 * torch.randn(3, *graph.params[k].shape, generator=gen,
                                                            dtype=torch.float64) for k in graph.trainable}
-    results = []
-    for fraction in (0.0, 1.0):  # never / always per-box pairs
+    results = {}
+    for layout in ("union", "pairs", "members"):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(crown_module, "PAIR_FRACTION", fraction)
-            results.append(compute_bounds(graph, lower, upper, C, method="crown", params=params,
-                                          population=population))
-    union, pairs = results
-    torch.testing.assert_close(pairs.lower, union.lower, rtol=0, atol=1e-9)
-    torch.testing.assert_close(pairs.upper, union.upper, rtol=0, atol=1e-9)
+            patch.setattr(crown_module, "FORCE_ROWS", layout)
+            results[layout] = compute_bounds(graph, lower, upper, C, method="crown", params=params,
+                                             population=population)
+    for layout in ("pairs", "members"):
+        torch.testing.assert_close(results[layout].lower, results["union"].lower, rtol=0, atol=1e-9)
+        torch.testing.assert_close(results[layout].upper, results["union"].upper, rtol=0, atol=1e-9)
+
+
+def test_row_layout_choice():
+    # many boxes, few candidates each: pairs; members far apart: per-member rows; dense: the union
+    assert crown_module.choose_rows(union=100, boxes=32, pairs=200, members=1, widest_member=100) == "pairs"
+    assert crown_module.choose_rows(union=100, boxes=1, pairs=100, members=64, widest_member=30) == "members"
+    assert crown_module.choose_rows(union=100, boxes=4, pairs=400, members=64, widest_member=95) == "union"
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
@@ -116,3 +124,11 @@ def test_conv_rows_equal_the_transposed_convolution_of_one_hot_rows(p, groups, k
         torch.testing.assert_close(b, weights["b"][:, neurons // (out * out)])
     else:
         assert b is None
+    # each member its own neurons: member p's rows are the shared call's rows of member p
+    chosen = torch.stack([torch.randperm(node.size, generator=gen)[:4] for _ in range(p)])
+    per_member, per_member_bias = conv_rows(problem, node, chosen)
+    for member in range(p):
+        shared, shared_bias = conv_rows(problem, node, chosen[member])
+        torch.testing.assert_close(per_member[member], shared[member], rtol=0, atol=0)
+        if bias:
+            torch.testing.assert_close(per_member_bias[member], shared_bias[member], rtol=0, atol=0)
