@@ -29,3 +29,7 @@ class Deadline:
         """A sub-deadline that ends after ``share`` of the remaining time (for one stage)."""
         sub = Deadline(None if self.seconds is None else max(0.0, self.remaining * share))
         return sub
+
+    def within(self, seconds: float) -> "Deadline":
+        """A sub-deadline of at most ``seconds``, never past this one."""
+        return Deadline(min(seconds, self.remaining))

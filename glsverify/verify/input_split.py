@@ -44,6 +44,7 @@ class SearchOutcome:
     result: str  # "unsat" | "sat" | "timeout" | "unknown"
     counterexample: Counterexample | None = None
     stats: dict = field(default_factory=dict)
+    resume: object | None = None  # on timeout, what a later call needs to carry on where this one stopped
 
 
 @dataclass
@@ -69,14 +70,21 @@ class BoundedBoxes:
 
 
 def input_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
-                options: InputSplitOptions | None = None) -> SearchOutcome:
+                options: InputSplitOptions | None = None, resume: SearchOutcome | None = None) -> SearchOutcome:
+    """Split until every box is proved, a counterexample turns up, or time runs out. ``resume``: an
+    earlier timed-out outcome of the same case, whose open boxes (which cover every unproved part of
+    the box) are carried on from."""
     options = options or InputSplitOptions()
-    root = _bound(graph, case, case.lower.unsqueeze(0), case.upper.unsqueeze(0), options, deadline)
-    pool = root.take(torch.nonzero(root.gap <= 0).squeeze(1))  # open boxes, each already bounded
-    evaluated, rounds, leaves = 1, 0, len(root) - len(pool)
+    if resume is not None and resume.resume is not None:
+        pool, evaluated, rounds, leaves = resume.resume
+    else:
+        root = _bound(graph, case, case.lower.unsqueeze(0), case.upper.unsqueeze(0), options, deadline)
+        pool = root.take(torch.nonzero(root.gap <= 0).squeeze(1))  # open boxes, each already bounded
+        evaluated, rounds, leaves = 1, 0, len(root) - len(pool)
     while len(pool):
         if deadline.expired():
-            return SearchOutcome("timeout", stats=_stats(evaluated, rounds, leaves))
+            return SearchOutcome("timeout", stats=_stats(evaluated, rounds, leaves),
+                                 resume=(pool, evaluated, rounds, leaves))
         boxes, pool = _select(pool, options.batch)
         rounds += 1
         found = _box_counterexample(graph, case, checker, boxes, options.pgd_steps)

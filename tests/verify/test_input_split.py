@@ -26,3 +26,32 @@ def test_halves_cover_the_box(seed, n, dims):
     assert torch.equal(l_hi.flatten(1)[torch.arange(n), split], r_lo.flatten(1)[torch.arange(n), split])
     volume = lambda lo, hi: (hi - lo).flatten(1).prod(1)  # noqa: E731
     assert torch.allclose(volume(l_lo, l_hi) + volume(r_lo, r_hi), volume(lower, upper))
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), shift=st.sampled_from([0.0, -0.01, -0.05]))
+def test_a_resumed_search_answers_like_an_uninterrupted_one(seed, shift, tmp_path_factory):
+    """The pipeline stops a first short search to run the falsifier, then resumes it from its open
+    boxes: the resumed search must reach the uninterrupted search's answer, never a different one."""
+    import numpy as np
+
+    from glsverify.verify.deadline import Deadline
+    from glsverify.verify.input_split import input_split
+    from glsverify.verify.problem import CaseProblem
+    from glsverify.verify.witness import WitnessChecker
+    from tests.verify.nets import random_mlp, threshold_property, write_network
+
+    _, graph, runner = write_network(random_mlp(seed, 3, [16, 16], 2), tmp_path_factory.mktemp("net"))
+    prop = threshold_property(graph, np.zeros(3), np.ones(3), np.array([1.0, -1.0]), 0.0, seed, shift)
+    net = graph.to(dtype=torch.float64)
+    case = CaseProblem.from_case(0, prop.cases[0], net, device=torch.device("cpu"))
+    checker = WitnessChecker(runner, prop)
+    fresh = input_split(net, case, checker, Deadline(30))
+    stopped = input_split(net, case, checker, Deadline(0.0))
+    if stopped.result == "timeout":
+        assert stopped.resume is not None
+        resumed = input_split(net, case, checker, Deadline(30), resume=stopped)
+    else:  # decided at the root: nothing to resume
+        resumed = stopped
+    assert resumed.result == fresh.result
+    assert resumed.result in ("sat", "unsat")
