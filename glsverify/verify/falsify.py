@@ -75,7 +75,7 @@ def pgd_minimise_margin(graph: Graph, case: CaseProblem, starts: torch.Tensor, s
     for scale, group in zip(STEP_SCALES, torch.tensor_split(starts, len(STEP_SCALES))):
         if deadline.expired() or group.shape[0] == 0:
             break
-        x, value = pgd_maximize(lambda points: -case.violation_margin(graph.forward(points)), lower, upper,
+        x, value = pgd_maximize(lambda points: -targeted_margin(case, graph.forward(points)), lower, upper,
                                 steps=steps, restarts=group.shape[0], step_size=scale * (upper - lower),
                                 init=group, decay=True, stop_value=CANDIDATE_SLACK)
         if -value < best_m:
@@ -83,6 +83,20 @@ def pgd_minimise_margin(graph: Graph, case: CaseProblem, starts: torch.Tensor, s
         if best_m <= -CANDIDATE_SLACK:
             break
     return best_x, best_m
+
+
+def targeted_margin(case: CaseProblem, y: torch.Tensor) -> torch.Tensor:
+    """Per start, the margin to minimise: with several unsafe polytopes (one per target class, say), odd
+    starts each aim at one polytope (starts cycle through them) and even starts at the nearest one.
+    The minimum over polytopes alone steers every start towards the polytope that is closest at its
+    start, which is often not the one whose unsafe region is reachable."""
+    margins = case.polytope_margins(y)  # [N, n]
+    if case.n_polytopes == 1:
+        return margins[:, 0]
+    index = torch.arange(y.shape[0], device=y.device)
+    target = (index // 2) % case.n_polytopes
+    aimed = margins.gather(1, target.unsqueeze(1)).squeeze(1)
+    return torch.where(index % 2 == 1, aimed, margins.min(dim=1).values)
 
 
 def _confirm(points: torch.Tensor, margins: torch.Tensor, case: CaseProblem, checker: WitnessChecker,

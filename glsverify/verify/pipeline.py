@@ -24,7 +24,7 @@ from glsverify.bounds.interface import compute_bounds
 from glsverify.graph import Graph
 from glsverify.spec.property import Property
 from glsverify.verify.deadline import Deadline
-from glsverify.verify.falsify import FalsifyOptions, falsify
+from glsverify.verify.falsify import CANDIDATE_SLACK, FalsifyOptions, falsify
 from glsverify.verify.input_split import InputSplitOptions, SearchOutcome, input_split
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.relu_split import ReluSplitOptions, relu_split
@@ -86,7 +86,9 @@ def verify(graph: Graph, runner: OnnxRunner, prop: Property, options: VerifyOpti
             return done("timeout", "")
     open_cases, settled_by = [], []
     for case in cases:
-        method = _cascade(net, case, options.cascade, deadline)
+        method, found = _cascade(net, case, options.cascade, deadline, checker)
+        if found is not None:
+            return done("sat", "falsify-vertex", found)
         if method is None:
             open_cases.append(case)
         else:
@@ -136,15 +138,47 @@ def _rank(method: str) -> int:
     return order.index(method) if method in order else len(order)
 
 
-def _cascade(graph: Graph, case: CaseProblem, methods: tuple[str, ...], deadline: Deadline) -> str | None:
-    """The first method that proves every polytope of the case empty, or None."""
+def _cascade(graph: Graph, case: CaseProblem, methods: tuple[str, ...], deadline: Deadline,
+             checker: WitnessChecker | None = None) -> tuple[str | None, Counterexample | None]:
+    """The first method that proves every polytope of the case empty (or None), and a counterexample
+    if one turned up on the way: where a linear bound fails, the box vertex that minimises a row's
+    linear lower bound is a natural candidate (the relaxation's own worst case), and it costs one
+    forward pass to try."""
     for method in methods:
         if deadline.expired():
-            return None
+            return None, None
+        seen: dict[int, torch.Tensor] = {}
+
+        def visit(index: int, a: torch.Tensor) -> None:
+            if index == 0:
+                seen[0] = a
+
         lower = compute_bounds(graph, case.lower.unsqueeze(0), case.upper.unsqueeze(0), case.C,
-                               method=method, want_upper=False).lower
+                               method=method, want_upper=False, visitor=visit).lower
         if bool(case.proved(lower).all()):
-            return method
+            return method, None
+        if checker is not None and 0 in seen:
+            found = vertex_counterexample(graph, case, checker, seen[0])
+            if found is not None:
+                return None, found
+    return None, None
+
+
+def vertex_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker,
+                          coefficients: torch.Tensor) -> Counterexample | None:
+    """Try, for every row, the box vertex minimising its linear lower bound ``a . x`` (``coefficients``:
+    the rows' input coefficients ``[P, B, R, *input]`` of one box)."""
+    a = coefficients.reshape(-1, *graph.input_shape)[: case.C.shape[0]]
+    lower, upper = case.lower.unsqueeze(0), case.upper.unsqueeze(0)
+    vertices = torch.where(a > 0, lower, upper)
+    with torch.no_grad():
+        margins = case.violation_margin(graph.forward(vertices))
+    for i in torch.argsort(margins)[:4].tolist():
+        if margins[i] > CANDIDATE_SLACK:
+            break
+        found = checker.check(vertices[i].cpu().numpy(), case.index)
+        if found is not None:
+            return found
     return None
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from glsverify.attack.validate import check_counterexample
 from glsverify.verify.pipeline import VerifyOptions, verify
+from glsverify.spec.property import InputBox
 from tests.verify.nets import random_mlp, threshold_property, violations, write_network
 
 SETTINGS = settings(max_examples=16, deadline=None, derandomize=True,
@@ -83,3 +84,38 @@ def test_timeout_is_respected(tmp_path):
     result = verify(graph, runner, prop, VerifyOptions(timeout=0.5))
     assert time.perf_counter() - started < 0.5 + 2.0
     check_answer(graph, runner, prop, result)
+
+
+def test_the_vertex_of_a_failed_linear_bound_is_tried_as_a_counterexample(tmp_path):
+    """Where CROWN's linear lower bound of a row fails, the box vertex minimising it is checked in
+    onnxruntime: on a network that is linear over the box it is the exact minimiser."""
+    import torch
+
+    from glsverify.bounds.interface import compute_bounds
+    from glsverify.spec.property import Case, OutputPolytope, Property
+    from glsverify.verify.pipeline import vertex_counterexample
+    from glsverify.verify.problem import CaseProblem
+    from glsverify.verify.witness import WitnessChecker
+
+    path, graph, runner = write_network(random_mlp(7, 6, [8], 2), tmp_path)
+    lower, upper = np.full(6, 0.5), np.full(6, 0.501)  # so small that no ReLU is unstable
+    row = np.array([1.0, -1.0])
+    corners = np.array([[upper[i] if (k >> i) & 1 else lower[i] for i in range(6)] for k in range(64)])
+    net = graph.to(dtype=torch.float64)
+    with torch.no_grad():  # linear over the box (no ReLU changes sign): its minimum is at a corner
+        values = net.forward(torch.as_tensor(corners)) @ torch.as_tensor(row)
+    for d, expect_found in ((float(values.min()) + 1e-5, True), (float(values.min()) - 1e-5, False)):
+        prop = Property(6, 2, (Case(InputBox(lower, upper), (OutputPolytope(row.reshape(1, -1), np.array([d])),)),))
+        case = CaseProblem.from_case(0, prop.cases[0], net)
+        seen = {}
+
+        def visit(index, a, seen=seen):
+            seen[index] = a
+
+        compute_bounds(net, case.lower.unsqueeze(0), case.upper.unsqueeze(0), case.C, method="crown",
+                       want_upper=False, visitor=visit)
+        found = vertex_counterexample(net, case, WitnessChecker(runner, prop), seen[0])
+        assert (found is not None) == expect_found
+        if found is not None:
+            verdict = check_counterexample(runner, prop, found.x, box_tol=0.0)
+            assert verdict.valid, verdict.reason
