@@ -53,6 +53,7 @@ class BoundedBoxes:
     upper: torch.Tensor
     gap: torch.Tensor  # [N] proof progress: > 0 means every polytope is proved empty
     rank: torch.Tensor  # [N, D] split dimensions, most promising first
+    vertex: torch.Tensor  # [N, *input_shape] the corner minimising the worst row's linear lower bound
 
     def __len__(self) -> int:
         return self.lower.shape[0]
@@ -62,11 +63,13 @@ class BoundedBoxes:
         return self.lower.device
 
     def take(self, index: torch.Tensor) -> "BoundedBoxes":
-        return BoundedBoxes(self.lower[index], self.upper[index], self.gap[index], self.rank[index])
+        return BoundedBoxes(self.lower[index], self.upper[index], self.gap[index], self.rank[index],
+                            self.vertex[index])
 
     @staticmethod
     def cat(parts: list["BoundedBoxes"]) -> "BoundedBoxes":
-        return BoundedBoxes(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lower", "upper", "gap", "rank")))
+        fields = ("lower", "upper", "gap", "rank", "vertex")
+        return BoundedBoxes(*(torch.cat([getattr(p, f) for p in parts]) for f in fields))
 
 
 def input_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
@@ -140,7 +143,8 @@ def _bound(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Te
     coeffs = seen[0].expand(1, n, *seen[0].shape[2:])[0]  # [N, R, *in]
     a = coeffs[torch.arange(n, device=coeffs.device), best_row].flatten(1)
     rank = torch.argsort(a.abs() * (upper - lower).flatten(1), dim=1, descending=True)
-    return BoundedBoxes(lower, upper, gap, rank)
+    vertex = torch.where(a.view_as(lower) > 0, lower, upper)
+    return BoundedBoxes(lower, upper, gap, rank, vertex)
 
 
 def _relu_only(graph: Graph) -> bool:
@@ -219,8 +223,9 @@ def halves(lower: torch.Tensor, upper: torch.Tensor, dims: torch.Tensor
 
 def _box_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker, boxes: BoundedBoxes,
                         steps: int) -> Counterexample | None:
-    """A few PGD steps inside every open box, from its centre: unsafe regions too small for the
-    global falsifier are found once the boxes around them are small."""
+    """A few PGD steps inside every open box, from its centre, and the corner that minimises the box's
+    worst linear bound: unsafe regions too small for the global falsifier are found once the boxes
+    around them are small."""
     objective = lambda x: -case.violation_margin(graph.forward(x))  # noqa: E731
     if steps > 0:
         points, values = pgd_maximize(objective, boxes.lower, boxes.upper, steps=steps, init="center",
@@ -231,6 +236,9 @@ def _box_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker
         with torch.no_grad():
             points = (boxes.lower + boxes.upper) / 2
             margins = case.violation_margin(graph.forward(points))
+    with torch.no_grad():  # the relaxation's own worst corner of each box, one forward pass
+        points = torch.cat([points, boxes.vertex])
+        margins = torch.cat([margins, case.violation_margin(graph.forward(boxes.vertex))])
     for i in torch.argsort(margins)[:4].tolist():
         if margins[i] > CANDIDATE_SLACK:
             break
