@@ -65,13 +65,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply the competition timeouts")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes verifying instances side by side (each with --threads threads)")
     parser.add_argument("--from-csv", action="store_true",
                         help="re-summarise the per-instance CSVs already in --out instead of running")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.folders:
         command = (f"python bench/verify_benchmarks.py --folders {name} --device {args.device} "
-                   f"--threads {args.threads}"
+                   f"--threads {args.threads}" + (f" --jobs {args.jobs}" if args.jobs != 1 else "")
                    + (f" --timeout-scale {args.timeout_scale}" if args.timeout_scale != 1 else ""))
         lines = [f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; command: `{command}`"
                  + (f"; every competition timeout multiplied by {args.timeout_scale}"
@@ -85,14 +87,8 @@ def main() -> None:
         if args.from_csv:
             instances, results, wall = rows_from_csv(csv_path, instances)
         else:
-            executor = WorkerExecutor(VerifyOptions(device=args.device, threads=args.threads))
-            executor.warm_up()
             started = time.perf_counter()
-            try:
-                results = run_instances(instances, executor, on_result=lambda i, r: print(
-                    f"{i.name}: {r.result} ({r.method}) {r.time_s:.2f}s expected {i.expected}", flush=True))
-            finally:
-                executor.close()
+            results = run_parallel(instances, args.jobs, VerifyOptions(device=args.device, threads=args.threads))
             wall = time.perf_counter() - started
             with open(csv_path, "w", newline="") as handle:
                 writer = csv.writer(handle)
@@ -137,6 +133,39 @@ def main() -> None:
         (args.out / f"verify_{name}_{args.device}.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
     combine(args.out, args.device)
+
+
+def run_parallel(instances: list, jobs: int, options: VerifyOptions) -> list:
+    """Verify the instances with ``jobs`` worker processes, each taking the next instance in turn;
+    results come back in the instances' order."""
+    from concurrent.futures import ThreadPoolExecutor
+    from queue import Queue
+
+    pending: Queue = Queue()
+    for index, instance in enumerate(instances):
+        pending.put((index, instance))
+    results: list = [None] * len(instances)
+
+    def work() -> None:
+        executor = WorkerExecutor(options)
+        executor.warm_up()
+        try:
+            while not pending.empty():
+                try:
+                    index, instance = pending.get_nowait()
+                except Exception:
+                    return
+                result = run_instances([instance], executor)[0]
+                results[index] = result
+                print(f"{instance.name}: {result.result} ({result.method}) {result.time_s:.2f}s "
+                      f"expected {instance.expected}", flush=True)
+        finally:
+            executor.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for future in [pool.submit(work) for _ in range(max(1, jobs))]:
+            future.result()
+    return results
 
 
 def rows_from_csv(path: Path, instances: list) -> tuple[list, list, float]:
