@@ -98,39 +98,52 @@ def verify(graph: Graph, runner: OnnxRunner, prop: Property, options: VerifyOpti
     if not open_cases:
         return done("unsat", max(settled_by, key=_rank))
     stats: dict = {}
-    earlier: dict[int, SearchOutcome] = {}  # timed-out first searches, resumed after the falsifier
+    earlier: dict[int, SearchOutcome] = {}  # timed-out searches per case, resumed later
     if options.first_bab_s > 0:
         budget = options.first_bab_s if deadline.seconds is None else \
             min(options.first_bab_s, options.first_bab_share * deadline.seconds)
-        first = deadline.within(budget)
-        still_open = []
-        for case in open_cases:
-            outcome = _branch_and_bound(net, case, checker, first, options)
-            stats[f"case{case.index}"] = outcome.stats
-            if outcome.result == "sat":
-                return done("sat", outcome.stats.get("method", "bab"), outcome.counterexample, **stats)
-            if outcome.result != "unsat":
-                still_open.append(case)
-                earlier[case.index] = outcome
-            if deadline.expired():
-                return done("timeout", "", **stats)
-        if not still_open:
+        found, open_cases = _search(net, open_cases, checker, deadline.within(budget), options, earlier, stats)
+        if found is not None:
+            return done("sat", found.stats.get("method", "bab"), found.counterexample, **stats)
+        if not open_cases:
             return done("unsat", _bab_name(net, options), **stats)
-        open_cases = still_open
+        if deadline.expired():
+            return done("timeout", "", **stats)
     for case in open_cases:
         found = falsify(net, case, checker, deadline, generator, options.falsify)
         if found is not None:
             return done("sat", "falsify-pgd", found)
         if deadline.expired():
             return done("timeout", "")
-    for case in open_cases:
-        outcome = _branch_and_bound(net, case, checker, deadline, options, earlier.get(case.index))
+    found, open_cases = _search(net, open_cases, checker, deadline, options, earlier, stats)
+    if found is not None:
+        return done("sat", found.stats.get("method", "bab"), found.counterexample, **stats)
+    if open_cases:
+        left = earlier.get(open_cases[0].index)
+        if left is None:
+            return done("timeout", "", **stats)
+        return done(left.result, left.stats.get("method", "bab"), **stats)
+    return done("unsat", _bab_name(net, options), **stats)
+
+
+def _search(graph: Graph, cases: list[CaseProblem], checker: WitnessChecker, deadline: Deadline,
+            options: VerifyOptions, earlier: dict[int, SearchOutcome], stats: dict
+            ) -> tuple[SearchOutcome | None, list[CaseProblem]]:
+    """Branch and bound on each case until ``deadline``, resuming from ``earlier`` outcomes. Returns a
+    sat outcome if one turned up, else the cases left open (timeout or unknown, their outcomes kept
+    in ``earlier``)."""
+    left = []
+    for position, case in enumerate(cases):
+        if deadline.expired():  # no search starts after the deadline (its root bound alone takes time)
+            return None, left + cases[position:]
+        outcome = _branch_and_bound(graph, case, checker, deadline, options, earlier.get(case.index))
         stats[f"case{case.index}"] = outcome.stats
         if outcome.result == "sat":
-            return done("sat", outcome.stats.get("method", "bab"), outcome.counterexample, **stats)
+            return outcome, []
         if outcome.result != "unsat":
-            return done(outcome.result, outcome.stats.get("method", "bab"), **stats)
-    return done("unsat", _bab_name(net, options), **stats)
+            left.append(case)
+            earlier[case.index] = outcome
+    return None, left
 
 
 def _rank(method: str) -> int:
