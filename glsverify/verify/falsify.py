@@ -40,13 +40,13 @@ def falsify(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: 
         n = max(256, min(options.samples, SAMPLE_BUDGET // max(1, case.lower.numel())))
         points = torch.cat([(lower + upper) / 2, sample_box(lower, upper, n, generator)])
         margins = case.violation_margin(graph.forward(points))
-    found = _confirm(points, margins, case, checker, options.max_checks)
+    found = confirm_candidates(points, margins, case, checker, options.max_checks)
     if found is not None or deadline.expired():
         return found
     order = torch.argsort(margins)
     starts = points[order[: options.restarts]]
     x, margins = pgd_minimise_margin(graph, case, starts, options.steps, deadline)
-    return _confirm(x, margins, case, checker, options.max_checks)
+    return confirm_candidates(x, margins, case, checker, options.max_checks)
 
 
 def sample_box(lower: torch.Tensor, upper: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -99,9 +99,9 @@ def targeted_margin(case: CaseProblem, y: torch.Tensor) -> torch.Tensor:
     return torch.where(index % 2 == 1, aimed, margins.min(dim=1).values)
 
 
-def _confirm(points: torch.Tensor, margins: torch.Tensor, case: CaseProblem, checker: WitnessChecker,
-             max_checks: int) -> Counterexample | None:
-    """Run the most promising candidates (margin <= slack) through onnxruntime."""
+def confirm_candidates(points: torch.Tensor, margins: torch.Tensor, case: CaseProblem, checker: WitnessChecker,
+                       max_checks: int) -> Counterexample | None:
+    """Run the most promising candidates (margin <= slack) through onnxruntime; the first confirmed one."""
     candidates = torch.nonzero(margins <= CANDIDATE_SLACK).squeeze(1)
     if candidates.numel() == 0:
         return None

@@ -22,7 +22,7 @@ from glsverify.bounds.interface import PROOF_MARGIN, compute_bounds
 from glsverify.graph import Graph
 from glsverify.verify.beta import alpha_beta_bounds
 from glsverify.verify.deadline import Deadline
-from glsverify.verify.falsify import CANDIDATE_SLACK
+from glsverify.verify.falsify import CANDIDATE_SLACK, confirm_candidates
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.witness import Counterexample, WitnessChecker
 
@@ -239,10 +239,4 @@ def _box_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker
     with torch.no_grad():  # the relaxation's own worst corner of each box, one forward pass
         points = torch.cat([points, boxes.vertex])
         margins = torch.cat([margins, case.violation_margin(graph.forward(boxes.vertex))])
-    for i in torch.argsort(margins)[:4].tolist():
-        if margins[i] > CANDIDATE_SLACK:
-            break
-        found = checker.check(points[i].cpu().numpy(), case.index)
-        if found is not None:
-            return found
-    return None
+    return confirm_candidates(points, margins, case, checker, max_checks=4)

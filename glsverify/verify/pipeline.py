@@ -24,7 +24,7 @@ from glsverify.bounds.interface import compute_bounds
 from glsverify.graph import Graph
 from glsverify.spec.property import Property
 from glsverify.verify.deadline import Deadline
-from glsverify.verify.falsify import CANDIDATE_SLACK, FalsifyOptions, falsify
+from glsverify.verify.falsify import FalsifyOptions, confirm_candidates, falsify
 from glsverify.verify.input_split import InputSplitOptions, SearchOutcome, input_split
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.relu_split import ReluSplitOptions, relu_split
@@ -186,13 +186,7 @@ def vertex_counterexample(graph: Graph, case: CaseProblem, checker: WitnessCheck
     vertices = torch.where(a > 0, lower, upper)
     with torch.no_grad():
         margins = case.violation_margin(graph.forward(vertices))
-    for i in torch.argsort(margins)[:4].tolist():
-        if margins[i] > CANDIDATE_SLACK:
-            break
-        found = checker.check(vertices[i].cpu().numpy(), case.index)
-        if found is not None:
-            return found
-    return None
+    return confirm_candidates(vertices, margins, case, checker, max_checks=4)
 
 
 def _bab_name(graph: Graph, options: VerifyOptions) -> str:
