@@ -383,6 +383,8 @@ def intermediate_intervals(problem: BoundProblem, relaxer: Callable, use_backwar
     ctx = BackwardContext(graph, intervals, problem.weights, relaxer)
     for index, node in enumerate(graph.nodes[1:], start=1):
         interval = ibp_node(node, [intervals[i] for i in node.inputs], problem.weights)
+        if problem.prior is not None and index in problem.prior:
+            interval = tighten(interval, problem.prior[index])
         if index in needed and not exact[index] and (problem.refine_filter is None or problem.refine_filter(index)):
             interval = refine(problem, ctx, index, interval)
         if problem.interval_hook is not None:
@@ -390,6 +392,13 @@ def intermediate_intervals(problem: BoundProblem, relaxer: Callable, use_backwar
         intervals.append(interval)
     problem.intervals = intervals
     return intervals
+
+
+def tighten(interval: Interval, prior: Interval) -> Interval:
+    """The intersection of a node's ``[P, B, *shape]`` interval with a known one of any layout."""
+    lo, hi = interval
+    p_lo, p_hi = (t.reshape(*t.shape[:-1], *lo.shape[2:]) if t.dim() == 2 else t for t in prior)
+    return torch.maximum(lo, p_lo), torch.minimum(hi, p_hi)
 
 
 def spec_rows(problem: BoundProblem) -> torch.Tensor:

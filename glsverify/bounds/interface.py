@@ -66,6 +66,10 @@ class BoundProblem:
     visitor: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None
     # Filled by linear-bound relaxations: the intervals of every node, for reuse by callers.
     intervals: list | None = None
+    # Intervals known to hold on every box (node index -> (lower, upper), ``[B, N]`` flat or
+    # ``[P|1, B, *shape]``), e.g. a parent box's in input splitting: intersected with IBP before a node
+    # is refined, so neurons already stable there get no backward rows. Must be sound for the boxes.
+    prior: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def population(self) -> int:
@@ -125,7 +129,8 @@ def compute_bounds(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: to
                    population: bool = False, want_upper: bool = True, want_lower: bool = True,
                    options: BoundOptions | Mapping | None = None,
                    interval_hook: Callable | None = None, refine_filter: Callable | None = None,
-                   visitor: Callable | None = None, keep_intervals: list | None = None) -> Bounds:
+                   visitor: Callable | None = None, keep_intervals: list | None = None,
+                   prior_intervals: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None = None) -> Bounds:
     """Bound ``C @ f(x)`` over the boxes ``lower <= x <= upper``.
 
     Shapes: ``lower``/``upper`` ``[B, *input_shape]``; ``C`` ``[B, S, n_out]`` or ``[S, n_out]``;
@@ -133,7 +138,8 @@ def compute_bounds(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: to
     mode. Bounds that are NaN become infinite (never a proof). With ``want_lower=False`` only upper
     bounds are computed (``Bounds.lower`` is None): certified training needs only those.
     ``interval_hook``, ``refine_filter`` and ``visitor`` are branch-and-bound hooks (see
-    :class:`BoundProblem`); ``keep_intervals``, when a list, receives every node's interval.
+    :class:`BoundProblem`); ``keep_intervals``, when a list, receives every node's interval;
+    ``prior_intervals`` are intervals already known for some nodes on these boxes (``BoundProblem.prior``).
     """
     relaxation = get_relaxation(method)
     if options is None:
@@ -162,7 +168,8 @@ def compute_bounds(graph: Graph, lower: torch.Tensor, upper: torch.Tensor, C: to
             C = torch.eye(n_out, dtype=lower.dtype, device=lower.device).expand(lower.shape[0], n_out, n_out)
         C = -C
     problem = BoundProblem(graph, graph.lead_weights(params, population), lower.unsqueeze(0), upper.unsqueeze(0),
-                           C, want_upper and want_lower, options, interval_hook, refine_filter, visitor)
+                           C, want_upper and want_lower, options, interval_hook, refine_filter, visitor,
+                           prior=prior_intervals)
     lb, ub = relaxation.bound(problem)
     if keep_intervals is not None and problem.intervals is not None:
         keep_intervals.extend(problem.intervals)

@@ -37,6 +37,7 @@ class InputSplitOptions:
     batch: int = 128  # open boxes split per round (each costs 2 x lookahead bounds)
     max_open: int = 2_000_000  # boxes kept before giving up (answer unknown)
     pgd_steps: int = 5  # PGD steps inside each open box per round (0: check only the centres)
+    inherit: bool = True  # children start from their parent's intermediate intervals
 
 
 @dataclass
@@ -54,6 +55,9 @@ class BoundedBoxes:
     gap: torch.Tensor  # [N] proof progress: > 0 means every polytope is proved empty
     rank: torch.Tensor  # [N, D] split dimensions, most promising first
     vertex: torch.Tensor  # [N, *input_shape] the corner minimising the worst row's linear lower bound
+    # node index -> ([N, size], [N, size]): the box's intervals of the nodes that feed ReLUs. They hold
+    # on every sub-box, so children start from them (neurons stable here get no backward rows).
+    intervals: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.lower.shape[0]
@@ -64,12 +68,19 @@ class BoundedBoxes:
 
     def take(self, index: torch.Tensor) -> "BoundedBoxes":
         return BoundedBoxes(self.lower[index], self.upper[index], self.gap[index], self.rank[index],
-                            self.vertex[index])
+                            self.vertex[index], {k: (lo[index], hi[index]) for k, (lo, hi) in self.intervals.items()})
+
+    def repeat(self, times: int) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """The intervals for ``times`` children of every box, laid out child-block by child-block."""
+        return {k: (lo.repeat(times, 1), hi.repeat(times, 1)) for k, (lo, hi) in self.intervals.items()}
 
     @staticmethod
     def cat(parts: list["BoundedBoxes"]) -> "BoundedBoxes":
-        fields = ("lower", "upper", "gap", "rank", "vertex")
-        return BoundedBoxes(*(torch.cat([getattr(p, f) for p in parts]) for f in fields))
+        names = ("lower", "upper", "gap", "rank", "vertex")
+        keys = set.intersection(*(set(p.intervals) for p in parts))
+        intervals = {k: (torch.cat([p.intervals[k][0] for p in parts]), torch.cat([p.intervals[k][1] for p in parts]))
+                     for k in keys}
+        return BoundedBoxes(*(torch.cat([getattr(p, f) for p in parts]) for f in names), intervals)
 
 
 def input_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
@@ -118,8 +129,10 @@ def _stats(evaluated: int, rounds: int, leaves: int) -> dict:
 
 
 def _bound(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Tensor,
-           options: InputSplitOptions, deadline: Deadline) -> BoundedBoxes:
-    """Bound the rows on each box; record its proof gap and its split dimensions by promise."""
+           options: InputSplitOptions, deadline: Deadline,
+           prior: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None) -> BoundedBoxes:
+    """Bound the rows on each box; record its proof gap and its split dimensions by promise.
+    ``prior``: intervals known on these boxes (their parents')."""
     seen: dict[int, torch.Tensor] = {}
     kept: list = []
 
@@ -129,7 +142,7 @@ def _bound(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Te
 
     with torch.no_grad():
         row_lower = compute_bounds(graph, lower, upper, case.C, method=options.method, want_upper=False,
-                                   visitor=visit, keep_intervals=kept).lower
+                                   visitor=visit, keep_intervals=kept, prior_intervals=prior).lower
     n = lower.shape[0]
     excess = row_lower - case.d
     per_polytope = excess.new_full((n, case.n_polytopes), -float("inf")).scatter_reduce(
@@ -144,7 +157,13 @@ def _bound(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Te
     a = coeffs[torch.arange(n, device=coeffs.device), best_row].flatten(1)
     rank = torch.argsort(a.abs() * (upper - lower).flatten(1), dim=1, descending=True)
     vertex = torch.where(a.view_as(lower) > 0, lower, upper)
-    return BoundedBoxes(lower, upper, gap, rank, vertex)
+    intervals = {k: (kept[k][0].reshape(n, -1), kept[k][1].reshape(n, -1))
+                 for k in _relu_inputs(graph)} if kept else {}
+    return BoundedBoxes(lower, upper, gap, rank, vertex, intervals)
+
+
+def _relu_inputs(graph: Graph) -> list[int]:
+    return sorted({node.inputs[0] for node in graph.nodes if node.kind == G.RELU})
 
 
 def _relu_only(graph: Graph) -> bool:
@@ -183,7 +202,8 @@ def _split(graph: Graph, case: CaseProblem, boxes: BoundedBoxes, options: InputS
         (left_lo, left_hi), (right_lo, right_hi) = halves(boxes.lower, boxes.upper, boxes.rank[:, j])
         lows += [left_lo, right_lo]
         highs += [left_hi, right_hi]
-    children = _bound(graph, case, torch.cat(lows), torch.cat(highs), options, deadline)
+    children = _bound(graph, case, torch.cat(lows), torch.cat(highs), options, deadline,
+                      prior=boxes.repeat(2 * k) if options.inherit else None)
     left_gap, right_gap = children.gap.view(k, 2, n).unbind(1)  # [k, N] each
     if options.criterion == "min":
         worse = torch.minimum(left_gap, right_gap)

@@ -132,3 +132,35 @@ def test_conv_rows_equal_the_transposed_convolution_of_one_hot_rows(p, groups, k
         torch.testing.assert_close(per_member[member], shared[member], rtol=0, atol=0)
         if bias:
             torch.testing.assert_close(per_member_bias[member], shared_bias[member], rtol=0, atol=0)
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(family=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**20))
+def test_a_parents_intervals_tighten_its_sub_boxes_soundly(family, seed):
+    """Input splitting bounds a child box starting from its parent's intervals: the child's bounds
+    must be at least as tight as without them and still contain every reachable value of the child."""
+    from tests.bounds.oracle import assert_contains
+
+    graph = FAMILIES[family](seed)
+    lower, upper = random_box(graph, seed, eps=0.1)
+    C = random_spec(graph, seed, 2)
+    kept: list = []
+    compute_bounds(graph, lower, upper, C, method="crown", keep_intervals=kept)
+    gen = torch.Generator().manual_seed(seed)
+    cut = lower + (upper - lower) * torch.rand(lower.shape, generator=gen, dtype=lower.dtype)
+    child_lo, child_hi = cut.minimum(lower + (upper - lower) / 2), upper  # a corner sub-box
+    prior = {k: (kept[k][0].reshape(2, -1), kept[k][1].reshape(2, -1)) for k in crown_module.bounded_nodes(graph)}
+    for method in ("crown", "alpha-crown"):
+        options = {"alpha_iterations": 3}
+        plain = compute_bounds(graph, child_lo, child_hi, C, method=method, options=options)
+        kept_child: list = []
+        inherited = compute_bounds(graph, child_lo, child_hi, C, method=method, options=options,
+                                   prior_intervals=prior, keep_intervals=kept_child)
+        slack = 1e-9 * (1 + plain.upper.abs().max())
+        assert (inherited.lower >= plain.lower - slack).all(), (family, method)
+        assert (inherited.upper <= plain.upper + slack).all(), (family, method)
+        assert_contains(graph, child_lo, child_hi, C, inherited, f"{method} with parent intervals",
+                        n_samples=2000, n_vertices=64)
+        for k, (lo, hi) in prior.items():  # intermediate intervals never leave the parent's
+            assert (kept_child[k][0].reshape(2, -1) >= lo - slack).all()
+            assert (kept_child[k][1].reshape(2, -1) <= hi + slack).all()

@@ -55,3 +55,26 @@ def test_a_resumed_search_answers_like_an_uninterrupted_one(seed, shift, tmp_pat
         resumed = stopped
     assert resumed.result == fresh.result
     assert resumed.result in ("sat", "unsat")
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), shift=st.sampled_from([0.0, -0.01, -0.05]))
+def test_children_inheriting_their_parents_intervals_reach_the_same_answer(seed, shift, tmp_path_factory):
+    """Starting a child from its parent's intervals only tightens bounds: never a different answer."""
+    import numpy as np
+
+    from glsverify.verify.deadline import Deadline
+    from glsverify.verify.input_split import InputSplitOptions, input_split
+    from glsverify.verify.problem import CaseProblem
+    from glsverify.verify.witness import WitnessChecker
+    from tests.verify.nets import random_mlp, threshold_property, write_network
+
+    _, graph, runner = write_network(random_mlp(seed, 3, [16, 16], 2), tmp_path_factory.mktemp("net"))
+    prop = threshold_property(graph, np.zeros(3), np.ones(3), np.array([1.0, -1.0]), 0.0, seed, shift)
+    net = graph.to(dtype=torch.float64)
+    case = CaseProblem.from_case(0, prop.cases[0], net, device=torch.device("cpu"))
+    checker = WitnessChecker(runner, prop)
+    answers = {inherit: input_split(net, case, checker, Deadline(30), InputSplitOptions(inherit=inherit))
+               for inherit in (False, True)}
+    assert answers[True].result == answers[False].result
+    assert answers[True].result in ("sat", "unsat")
