@@ -38,6 +38,8 @@ class InputSplitOptions:
     max_open: int = 2_000_000  # boxes kept before giving up (answer unknown)
     pgd_steps: int = 5  # PGD steps inside each open box per round (0: check only the centres)
     inherit: bool = True  # children start from their parent's intermediate intervals
+    max_aspect: float = 256.0  # a dimension this many times narrower (relative to the case's box) than
+    # the box's widest is not split
 
 
 @dataclass
@@ -211,15 +213,19 @@ def _split(graph: Graph, case: CaseProblem, boxes: BoundedBoxes, options: InputS
         worse = left_gap.clamp(max=0) + right_gap.clamp(max=0)
     # a dimension of zero width cannot be split: its "children" are the box itself
     width = (boxes.upper - boxes.lower).flatten(1).gather(1, boxes.rank[:, :k]).T  # [k, N]
-    worse = torch.where(width > 0, worse, torch.full_like(worse, -float("inf")))
+    full = (case.upper - case.lower).flatten()
+    relative = width / torch.where(full > 0, full, torch.ones_like(full))[boxes.rank[:, :k]].T
+    # Slivers: a split that shaves a little gap off keeps winning the lookahead while the box stays
+    # wide in other dimensions (measured: ACAS 1_1 prop 5 halved one input 13 times and another twice,
+    # 300 boxes stuck at gap -3.6e-5). Dimensions far narrower than the widest are not candidates.
+    sliver = relative * options.max_aspect < relative.max(dim=0, keepdim=True).values
+    worse = torch.where((width > 0) & ~sliver, worse, torch.full_like(worse, -float("inf")))
     best, choice = worse.max(dim=0)
     if options.criterion == "sum" and options.stall < 1:
         # No split helps much (greedy lookahead is myopic): halve the relatively widest dimension,
         # which shrinks the box where relaxations are loose and guarantees progress.
         parent = 2 * boxes.gap.clamp(max=0)
         stalled = best <= options.stall * parent
-        full = (case.upper - case.lower).flatten()
-        relative = width / torch.where(full > 0, full, torch.ones_like(full))[boxes.rank[:, :k]].T
         choice = torch.where(stalled, relative.argmax(dim=0), choice)
     left = choice * 2 * n + arange
     return children.take(torch.cat([left, left + n]))

@@ -24,13 +24,14 @@ from glsverify.bounds.interface import compute_bounds
 from glsverify.graph import Graph
 from glsverify.spec.property import Property
 from glsverify.verify.deadline import Deadline
-from glsverify.verify.falsify import FalsifyOptions, confirm_candidates, falsify
+from glsverify.verify.falsify import FalsifyOptions, confirm_candidates, falsify, pgd_aimed
 from glsverify.verify.input_split import InputSplitOptions, SearchOutcome, input_split
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.relu_split import ReluSplitOptions, relu_split
 from glsverify.verify.witness import Counterexample, WitnessChecker
 
 RESULTS = ("sat", "unsat", "timeout", "unknown", "error")
+VERTEX_PGD_STEPS = 100  # PGD steps from each row's worst linear-bound vertex (0: check the vertices only)
 
 
 @dataclass
@@ -180,13 +181,20 @@ def _cascade(graph: Graph, case: CaseProblem, methods: tuple[str, ...], deadline
 def vertex_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker,
                           coefficients: torch.Tensor) -> Counterexample | None:
     """Try, for every row, the box vertex minimising its linear lower bound ``a . x`` (``coefficients``:
-    the rows' input coefficients ``[P, B, R, *input]`` of one box)."""
+    the rows' input coefficients ``[P, B, R, *input]`` of one box), then a short PGD from each vertex
+    aimed at its row's polytope (the vertex sits in the basin the relaxation finds worst; measured on
+    mnist 256x6 prop_1_0.05, where 256 random PGD starts stall at margin 0.81, one descent from a
+    CROWN vertex reaches -0.11)."""
     a = coefficients.reshape(-1, *graph.input_shape)[: case.C.shape[0]]
     lower, upper = case.lower.unsqueeze(0), case.upper.unsqueeze(0)
     vertices = torch.where(a > 0, lower, upper)
     with torch.no_grad():
         margins = case.violation_margin(graph.forward(vertices))
-    return confirm_candidates(vertices, margins, case, checker, max_checks=4)
+    found = confirm_candidates(vertices, margins, case, checker, max_checks=4)
+    if found is not None or VERTEX_PGD_STEPS == 0:
+        return found
+    point, margin = pgd_aimed(graph, case, vertices, case.owner, VERTEX_PGD_STEPS, scale=0.25)
+    return confirm_candidates(point, margin, case, checker, max_checks=1)
 
 
 def _bab_name(graph: Graph, options: VerifyOptions) -> str:

@@ -78,3 +78,43 @@ def test_children_inheriting_their_parents_intervals_reach_the_same_answer(seed,
                for inherit in (False, True)}
     assert answers[True].result == answers[False].result
     assert answers[True].result in ("sat", "unsat")
+
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), criterion=st.sampled_from(["sum", "min"]))
+def test_no_split_makes_a_sliver(seed, criterion):
+    """A dimension more than ``max_aspect`` times narrower (relative to the case's box) than the
+    widest candidate is never halved, whatever the lookahead prefers; the children cover the box."""
+    import numpy as np
+
+    import tempfile
+    from pathlib import Path
+
+    from glsverify.verify.deadline import Deadline
+    from glsverify.verify.input_split import InputSplitOptions, _bound, _split
+    from glsverify.verify.problem import CaseProblem
+    from tests.verify.nets import random_mlp, threshold_property, write_network
+
+    with tempfile.TemporaryDirectory() as folder:
+        _, graph, _ = write_network(random_mlp(seed, 4, [16, 16], 2), Path(folder))
+    net = graph.to(dtype=torch.float64)
+    prop = threshold_property(net, np.zeros(4), np.ones(4), np.array([1.0, -1.0]), 0.0, seed, 0.0)
+    case = CaseProblem.from_case(0, prop.cases[0], net)
+    gen = torch.Generator().manual_seed(seed)
+    n = 16
+    widths = 2.0 ** -torch.randint(0, 14, (n, 4), generator=gen).to(torch.float64)  # up to 8192:1 aspect
+    lower = torch.rand(n, 4, generator=gen, dtype=torch.float64) * (1 - widths)
+    upper = lower + widths
+    options = InputSplitOptions(criterion=criterion, max_aspect=16.0)
+    boxes = _bound(net, case, lower.view(n, *case.lower.shape), upper.view(n, *case.lower.shape), options,
+                   Deadline(30))
+    children = _split(net, case, boxes, options, Deadline(30))
+    left, right = children.take(torch.arange(n)), children.take(torch.arange(n, 2 * n))
+    widths = (boxes.upper - boxes.lower).flatten(1)
+    halved = (left.upper - left.lower).flatten(1) < 0.75 * widths
+    assert bool((halved.sum(1) == 1).all())
+    chosen = halved.float().argmax(1)
+    chosen_width = widths[torch.arange(n), chosen]
+    assert bool((chosen_width * options.max_aspect >= widths.max(1).values).all())
+    assert torch.equal(left.lower, boxes.lower) and torch.equal(right.upper, boxes.upper)
+    assert torch.equal(left.upper.flatten(1)[torch.arange(n), chosen], right.lower.flatten(1)[torch.arange(n), chosen])
