@@ -255,14 +255,12 @@ def halves(lower: torch.Tensor, upper: torch.Tensor, dims: torch.Tensor
 
 def _box_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChecker, boxes: BoundedBoxes,
                         steps: int) -> Counterexample | None:
-    """A few PGD steps inside every open box, from its centre and from the corner that minimises the
-    box's worst linear bound (the relaxation's own worst case; the corner itself is also checked):
-    unsafe regions too small for the global falsifier are found once the boxes around them are small.
-    Measured on ACAS 5_3 prop 2 (sat): 12.3 s with PGD from the centres only, 5.4 s with both."""
+    """A few PGD steps inside every open box, from its centre, and the corner that minimises the box's
+    worst linear bound: unsafe regions too small for the global falsifier are found once the boxes
+    around them are small."""
     objective = lambda x: -case.violation_margin(graph.forward(x))  # noqa: E731
     if steps > 0:
-        starts = torch.cat([(boxes.lower + boxes.upper) / 2, boxes.vertex])  # restart-major: centres, vertices
-        points, values = pgd_maximize(objective, boxes.lower, boxes.upper, steps=steps, restarts=2, init=starts,
+        points, values = pgd_maximize(objective, boxes.lower, boxes.upper, steps=steps, init="center",
                                       step_size=0.25 * (boxes.upper - boxes.lower), decay=True,
                                       stop_value=CANDIDATE_SLACK)
         margins = -values
