@@ -137,8 +137,10 @@ def test_conv_rows_equal_the_transposed_convolution_of_one_hot_rows(p, groups, k
 @settings(max_examples=8, deadline=None, derandomize=True)
 @given(family=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**20))
 def test_a_parents_intervals_tighten_its_sub_boxes_soundly(family, seed):
-    """Input splitting bounds a child box starting from its parent's intervals: the child's bounds
-    must be at least as tight as without them and still contain every reachable value of the child."""
+    """Input splitting bounds a child box starting from its parent's intervals: the child's bounds must
+    contain every reachable value of the child and its intervals stay inside the parent's. (Tighter
+    intervals usually tighten the output bounds too, but not always: CROWN's adaptive lower slopes
+    are not monotone in the intervals, so that is not asserted.)"""
     from tests.bounds.oracle import assert_contains
 
     graph = FAMILIES[family](seed)
@@ -152,13 +154,10 @@ def test_a_parents_intervals_tighten_its_sub_boxes_soundly(family, seed):
     prior = {k: (kept[k][0].reshape(2, -1), kept[k][1].reshape(2, -1)) for k in crown_module.bounded_nodes(graph)}
     for method in ("crown", "alpha-crown"):
         options = {"alpha_iterations": 3}
-        plain = compute_bounds(graph, child_lo, child_hi, C, method=method, options=options)
         kept_child: list = []
         inherited = compute_bounds(graph, child_lo, child_hi, C, method=method, options=options,
                                    prior_intervals=prior, keep_intervals=kept_child)
-        slack = 1e-9 * (1 + plain.upper.abs().max())
-        assert (inherited.lower >= plain.lower - slack).all(), (family, method)
-        assert (inherited.upper <= plain.upper + slack).all(), (family, method)
+        slack = 1e-9 * (1 + inherited.upper.abs().max())
         assert_contains(graph, child_lo, child_hi, C, inherited, f"{method} with parent intervals",
                         n_samples=2000, n_vertices=64)
         for k, (lo, hi) in prior.items():  # intermediate intervals never leave the parent's
