@@ -166,11 +166,12 @@ def _bound(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Te
     rank = torch.argsort(a.abs() * (upper - lower).flatten(1), dim=1, descending=True)
     vertex = torch.where(a.view_as(lower) > 0, lower, upper)
     intervals = {k: (kept[k][0].reshape(n, -1), kept[k][1].reshape(n, -1))
-                 for k in _relu_inputs(graph)} if kept else {}
+                 for k in relu_inputs(graph)} if kept else {}
     return BoundedBoxes(lower, upper, gap, rank, vertex, intervals)
 
 
-def _relu_inputs(graph: Graph) -> list[int]:
+def relu_inputs(graph: Graph) -> list[int]:
+    """The nodes whose intervals ReLU relaxations read (the inputs of ReLUs), in graph order."""
     return sorted({node.inputs[0] for node in graph.nodes if node.kind == G.RELU})
 
 
@@ -185,7 +186,7 @@ def _optimise_open(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: 
     open_ = torch.nonzero((per_polytope - PROOF_MARGIN <= 0).any(dim=1)).squeeze(1)
     if open_.numel() == 0:
         return per_polytope
-    points = sorted({node.inputs[0] for node in graph.nodes if node.kind == G.RELU})
+    points = relu_inputs(graph)
     if not points:
         return per_polytope
     intervals = {k: (kept[k][0].reshape(lower.shape[0], -1)[open_], kept[k][1].reshape(lower.shape[0], -1)[open_])

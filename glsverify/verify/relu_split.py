@@ -26,7 +26,7 @@ from glsverify.graph import Graph
 from glsverify.verify.beta import BetaResult, alpha_beta_bounds
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.falsify import CANDIDATE_SLACK
-from glsverify.verify.input_split import SearchOutcome
+from glsverify.verify.input_split import SearchOutcome, relu_inputs
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.stack import pop_batch
 from glsverify.verify.witness import WitnessChecker
@@ -80,7 +80,7 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     options = options or ReluSplitOptions()
     if any(node.kind in (G.SIGMOID, G.TANH, G.MAXPOOL) for node in graph.nodes):
         return SearchOutcome("unknown", stats={"reason": "ReLU splitting needs a ReLU-only network"})
-    points = sorted({node.inputs[0] for node in graph.nodes if node.kind == G.RELU})
+    points = relu_inputs(graph)
     if not points:
         return SearchOutcome("unknown", stats={"reason": "no ReLU to split"})
     root, case, gaps = _root(graph, case, points, options, deadline)
