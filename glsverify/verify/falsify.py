@@ -114,6 +114,13 @@ def targeted_margin(case: CaseProblem, y: torch.Tensor) -> torch.Tensor:
     return torch.where(index % 2 == 1, aimed, margins.min(dim=1).values)
 
 
+def lowest_corner(a: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """The box corner minimising ``a . x`` (``a`` broadcastable against the boxes): where a linear
+    lower bound with input coefficients ``a`` is weakest, hence the relaxation's own counterexample
+    candidate."""
+    return torch.where(a > 0, lower, upper)
+
+
 def confirm_candidates(points: torch.Tensor, margins: torch.Tensor, case: CaseProblem, checker: WitnessChecker,
                        max_checks: int) -> Counterexample | None:
     """Run the most promising candidates (margin <= slack) through onnxruntime; the first confirmed one."""

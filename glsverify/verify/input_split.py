@@ -28,7 +28,7 @@ from glsverify.bounds.interface import PROOF_MARGIN, compute_bounds
 from glsverify.graph import Graph
 from glsverify.verify.beta import alpha_beta_bounds
 from glsverify.verify.deadline import Deadline
-from glsverify.verify.falsify import CANDIDATE_SLACK, confirm_candidates
+from glsverify.verify.falsify import CANDIDATE_SLACK, confirm_candidates, lowest_corner
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.witness import Counterexample, WitnessChecker
 
@@ -164,7 +164,7 @@ def _bound(graph: Graph, case: CaseProblem, lower: torch.Tensor, upper: torch.Te
     coeffs = seen[0].expand(1, n, *seen[0].shape[2:])[0]  # [N, R, *in]
     a = coeffs[torch.arange(n, device=coeffs.device), best_row].flatten(1)
     rank = torch.argsort(a.abs() * (upper - lower).flatten(1), dim=1, descending=True)
-    vertex = torch.where(a.view_as(lower) > 0, lower, upper)
+    vertex = lowest_corner(a.view_as(lower), lower, upper)
     intervals = {k: (kept[k][0].reshape(n, -1), kept[k][1].reshape(n, -1))
                  for k in relu_inputs(graph)} if kept else {}
     return BoundedBoxes(lower, upper, gap, rank, vertex, intervals)

@@ -24,7 +24,7 @@ from glsverify.bounds.interface import compute_bounds
 from glsverify.graph import Graph
 from glsverify.spec.property import Property
 from glsverify.verify.deadline import Deadline
-from glsverify.verify.falsify import FalsifyOptions, confirm_candidates, falsify, pgd_aimed
+from glsverify.verify.falsify import FalsifyOptions, confirm_candidates, falsify, lowest_corner, pgd_aimed
 from glsverify.verify.input_split import InputSplitOptions, SearchOutcome, input_split
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.relu_split import ReluSplitOptions, relu_split
@@ -187,7 +187,7 @@ def vertex_counterexample(graph: Graph, case: CaseProblem, checker: WitnessCheck
     CROWN vertex reaches -0.11)."""
     a = coefficients.reshape(-1, *graph.input_shape)[: case.C.shape[0]]
     lower, upper = case.lower.unsqueeze(0), case.upper.unsqueeze(0)
-    vertices = torch.where(a > 0, lower, upper)
+    vertices = lowest_corner(a, lower, upper)
     with torch.no_grad():
         margins = case.violation_margin(graph.forward(vertices))
     found = confirm_candidates(vertices, margins, case, checker, max_checks=4)

@@ -25,7 +25,7 @@ from glsverify.bounds.interface import compute_bounds
 from glsverify.graph import Graph
 from glsverify.verify.beta import BetaResult, alpha_beta_bounds
 from glsverify.verify.deadline import Deadline
-from glsverify.verify.falsify import CANDIDATE_SLACK
+from glsverify.verify.falsify import confirm_candidates, lowest_corner
 from glsverify.verify.input_split import SearchOutcome, relu_inputs
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.stack import pop_batch
@@ -236,15 +236,10 @@ def _vertex_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChec
     rows = _best_rows(case, result.lower[keep])
     a = result.input_coeffs[keep]
     a = a[torch.arange(a.shape[0], device=a.device), rows]
-    lo, hi = case.lower.flatten(), case.upper.flatten()
-    vertices = torch.where(a > 0, lo, hi).reshape(-1, *case.lower.shape)
+    vertices = lowest_corner(a, case.lower.flatten(), case.upper.flatten()).reshape(-1, *case.lower.shape)
     with torch.no_grad():
         margins = case.violation_margin(graph.forward(vertices))
-    for i in torch.nonzero(margins <= CANDIDATE_SLACK).squeeze(1)[:4].tolist():
-        found = checker.check(vertices[i].cpu().numpy(), case.index)
-        if found is not None:
-            return found
-    return None
+    return confirm_candidates(vertices, margins, case, checker, max_checks=4)
 
 
 def _split(case: CaseProblem, branches: Branches, result: BetaResult, keep: torch.Tensor,
