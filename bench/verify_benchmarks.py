@@ -139,7 +139,7 @@ def run_parallel(instances: list, jobs: int, options: VerifyOptions) -> list:
     """Verify the instances with ``jobs`` worker processes, each taking the next instance in turn;
     results come back in the instances' order."""
     from concurrent.futures import ThreadPoolExecutor
-    from queue import Queue
+    from queue import Empty, Queue
 
     pending: Queue = Queue()
     for index, instance in enumerate(instances):
@@ -153,7 +153,7 @@ def run_parallel(instances: list, jobs: int, options: VerifyOptions) -> list:
             while not pending.empty():
                 try:
                     index, instance = pending.get_nowait()
-                except Exception:
+                except Empty:  # another worker took the last one
                     return
                 result = run_instances([instance], executor)[0]
                 results[index] = result
