@@ -202,10 +202,11 @@ def _pairs(lower: dict, upper: dict) -> dict:
     return {k: (lower[k], upper[k]) for k in lower}
 
 
-def _bound(graph: Graph, case: CaseProblem, branches: Branches, iterations: int, deadline: Deadline) -> BetaResult:
+def _bound(graph: Graph, case: CaseProblem, branches: Branches, iterations: int,
+           deadline: Deadline | None) -> BetaResult:
     return alpha_beta_bounds(graph, case.lower, case.upper, case.C, _pairs(branches.lower, branches.upper),
                              branches.splits, branches.alpha, branches.beta, iterations=iterations,
-                             expired=deadline.expired)
+                             expired=None if deadline is None else deadline.expired)
 
 
 def _open(case: CaseProblem, branches: Branches, result: BetaResult) -> torch.Tensor:
@@ -244,12 +245,32 @@ def _vertex_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChec
 
 def _split(case: CaseProblem, branches: Branches, result: BetaResult, keep: torch.Tensor,
            points: list[int]) -> tuple[Branches | None, int]:
-    """Two children per open branch, split on the highest-scoring unstable unsplit neuron."""
+    """Two children per open branch, split on the highest-scoring unstable unsplit neuron. (Filtered
+    smart branching, which bounds the children of the top few candidates before choosing, was measured
+    on mnist 256x4 prop_14_0.05: trees of the same size, 40 % slower.)"""
     index = torch.nonzero(keep).squeeze(1)
     parent = branches.take(index)
-    q = len(parent)
     rows = _best_rows(case, result.lower[index])
-    arange = torch.arange(q, device=rows.device)
+    scores = _scores(parent, result, index, rows, points)
+    widths = [s.shape[1] for s in scores]
+    best, where = torch.cat(scores, dim=1).max(dim=1)
+    splittable = best >= 0
+    n_stuck = int((~splittable).sum())
+    if not bool(splittable.any()):
+        return None, n_stuck
+    chosen = torch.nonzero(splittable).squeeze(1)
+    parent = parent.take(chosen)
+    alpha = {i: a[index][chosen] for i, a in result.alpha.items()}
+    beta = {k: result.beta[k][index][chosen] if k in result.beta else parent.beta[k] for k in points}
+    parent = Branches(parent.splits, parent.lower, parent.upper, alpha, beta)
+    offsets = torch.tensor([0] + widths, device=where.device).cumsum(0)
+    return Branches.cat([_child(parent, where[chosen], offsets, points, sign) for sign in (1, -1)]), n_stuck
+
+
+def _scores(parent: Branches, result: BetaResult, index: torch.Tensor, rows: torch.Tensor,
+            points: list[int]) -> list[torch.Tensor]:
+    """Per ReLU layer, each neuron's BaBSR-style score ``[Q, N]`` (-1 where it cannot be split)."""
+    arange = torch.arange(len(parent), device=rows.device)
     scores = []
     for k in points:
         lo, hi = parent.lower[k], parent.upper[k]
@@ -259,33 +280,23 @@ def _split(case: CaseProblem, branches: Branches, result: BetaResult, keep: torc
         coeff = result.relu_coeffs[k][index][arange, rows]
         score = (-coeff).clamp(min=0) * intercept + 1e-6 * intercept
         scores.append(torch.where(unstable, score, torch.full_like(score, -1.0)))
-    widths = [s.shape[1] for s in scores]
-    best, where = torch.cat(scores, dim=1).max(dim=1)
-    splittable = best >= 0
-    n_stuck = int((~splittable).sum())
-    if not bool(splittable.any()):
-        return None, n_stuck
-    chosen = torch.nonzero(splittable).squeeze(1)
-    parent = parent.take(chosen)
-    where = where[chosen]
-    alpha = {i: a[index][chosen] for i, a in result.alpha.items()}
-    beta = {k: result.beta[k][index][chosen] if k in result.beta else parent.beta[k] for k in points}
-    offsets = torch.tensor([0] + widths, device=where.device).cumsum(0)
+    return scores
+
+
+def _child(parent: Branches, where: torch.Tensor, offsets: torch.Tensor, points: list[int], sign: int) -> Branches:
+    """``parent`` with the neuron at flat position ``where`` (per branch) fixed active (+1) or inactive."""
     layer = torch.searchsorted(offsets[1:], where, right=True)
-    children = []
-    for sign in (1, -1):
-        splits = {k: v.clone() for k, v in parent.splits.items()}
-        lower = {k: v.clone() for k, v in parent.lower.items()}
-        upper = {k: v.clone() for k, v in parent.upper.items()}
-        for li, k in enumerate(points):
-            here = torch.nonzero(layer == li).squeeze(1)
-            if here.numel() == 0:
-                continue
-            neuron = where[here] - offsets[li]
-            splits[k][here, neuron] = sign
-            if sign > 0:
-                lower[k][here, neuron] = lower[k][here, neuron].clamp(min=0)
-            else:
-                upper[k][here, neuron] = upper[k][here, neuron].clamp(max=0)
-        children.append(Branches(splits, lower, upper, alpha, beta))
-    return Branches.cat(children), n_stuck
+    splits = {k: v.clone() for k, v in parent.splits.items()}
+    lower = {k: v.clone() for k, v in parent.lower.items()}
+    upper = {k: v.clone() for k, v in parent.upper.items()}
+    for li, k in enumerate(points):
+        here = torch.nonzero(layer == li).squeeze(1)
+        if here.numel() == 0:
+            continue
+        neuron = where[here] - offsets[li]
+        splits[k][here, neuron] = sign
+        if sign > 0:
+            lower[k][here, neuron] = lower[k][here, neuron].clamp(min=0)
+        else:
+            upper[k][here, neuron] = upper[k][here, neuron].clamp(max=0)
+    return Branches(splits, lower, upper, parent.alpha, parent.beta)

@@ -1,0 +1,85 @@
+"""alpha-beta-CROWN bounds of ReLU-split branches: sound on every point of the branch, whatever dtype
+the multipliers were searched in."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from glsverify.bounds.interface import compute_bounds
+from glsverify.verify.beta import alpha_beta_bounds
+from glsverify.verify.input_split import relu_inputs
+from tests.verify.nets import random_mlp
+
+
+def _branches(seed: int, q: int):
+    """A float64 MLP, a box, CROWN intervals of its ReLU inputs and ``q`` branches, each fixing the
+    unstable neurons of one sampled point's activation pattern with probability 1/2 (so every branch
+    holds points, and its intervals are the box's clamped by its splits)."""
+    gen = torch.Generator().manual_seed(seed)
+    graph = random_mlp(seed, 4, [12, 10, 8], 3).to(dtype=torch.float64)
+    centre = torch.rand(4, generator=gen, dtype=torch.float64)
+    lower, upper = centre - 0.3, centre + 0.3
+    C = torch.randn(2, 3, generator=gen, dtype=torch.float64)
+    kept: list = []
+    compute_bounds(graph, lower.unsqueeze(0), upper.unsqueeze(0), C, method="crown", want_upper=False,
+                   keep_intervals=kept)
+    points = relu_inputs(graph)
+    anchors = lower + (upper - lower) * torch.rand(q, 4, generator=gen, dtype=torch.float64)
+    values = graph.forward_all(anchors)
+    splits, intervals = {}, {}
+    for k in points:
+        lo, hi = (t.reshape(1, -1).expand(q, -1).clone() for t in kept[k])
+        unstable = (lo < 0) & (hi > 0)
+        chosen = unstable & (torch.rand(lo.shape, generator=gen) < 0.5)
+        sign = torch.where(values[k] >= 0, 1, -1).to(torch.int8)
+        splits[k] = torch.where(chosen, sign, torch.zeros_like(sign))
+        lo = torch.where(splits[k] > 0, lo.clamp(min=0), lo)
+        hi = torch.where(splits[k] < 0, hi.clamp(max=0), hi)
+        intervals[k] = (lo, hi)
+    return graph, lower, upper, C, points, splits, intervals, anchors
+
+
+def _branch_points(graph, lower, upper, points, splits, anchors, samples: int, seed: int):
+    """The anchors and random points of the box, and, per branch, which of them satisfy its splits."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = lower + (upper - lower) * torch.rand(samples, 4, generator=gen, dtype=torch.float64)
+    x = torch.cat([anchors, x])
+    values = graph.forward_all(x)
+    inside = None
+    for k in points:
+        s = splits[k].unsqueeze(1).to(torch.float64)  # [Q, 1, N]
+        ok = ((s * values[k].unsqueeze(0)) >= 0).all(-1)  # [Q, samples]
+        inside = ok if inside is None else inside & ok
+    return values[-1], inside
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), iterations=st.sampled_from([0, 5, 20]),
+       search=st.sampled_from([torch.float32, None]))
+def test_bounds_hold_on_every_point_of_the_branch(seed, iterations, search):
+    graph, lower, upper, C, points, splits, intervals, anchors = _branches(seed, q=6)
+    result = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, iterations=iterations,
+                               search_dtype=search)
+    assert result.lower.dtype == torch.float64
+    y, inside = _branch_points(graph, lower, upper, points, splits, anchors, 4000, seed)
+    values = y @ C.T  # [samples, R]
+    assert bool(inside.diagonal().all())  # every branch holds its anchor
+    for branch in range(inside.shape[0]):
+        held = values[inside[branch]]
+        assert bool((held >= result.lower[branch] - 1e-9).all())
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_a_float32_search_bounds_as_tightly_as_a_float64_one(seed):
+    """The multipliers found in float32 give (in float64) nearly the bound of a float64 search, and
+    neither is looser than the warm start."""
+    graph, lower, upper, C, points, splits, intervals, anchors = _branches(seed, q=4)
+    start = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, iterations=0).lower
+    fast = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, iterations=20).lower
+    exact = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, iterations=20, search_dtype=None).lower
+    assert torch.allclose(fast, exact, atol=1e-4, rtol=1e-4)
+    assert bool((exact >= start - 1e-12).all())
+    assert bool((fast >= start - 1e-5).all())
