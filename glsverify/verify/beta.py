@@ -67,6 +67,9 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
     start = len(graph.nodes) - 1 if start is None else start
     final_dtype = C.dtype
     work_dtype = search_dtype or final_dtype
+    if work_dtype != final_dtype and not _fits(work_dtype, box_lower, box_upper, C, *(t for pair in intervals.values()
+                                                                                      for t in pair)):
+        work_dtype = final_dtype  # a cast would overflow: search in the caller's dtype
 
     params: dict[str, torch.Tensor] = {}  # "a<relu>", "b<node>", "mix": the multipliers, [Q, rows, ...]
     for k, relu in relu_of.items():
@@ -133,6 +136,12 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
     return BetaResult(bound, {int(n[1:]): p for n, p in last.items() if n.startswith("a")},
                       {int(n[1:]): p for n, p in last.items() if n.startswith("b")},
                       relu_coeffs, per_branch(seen[0]))
+
+
+def _fits(dtype: torch.dtype, *tensors: torch.Tensor) -> bool:
+    """Whether every finite value of ``tensors`` is within ``dtype``'s range (with room to add up)."""
+    limit = torch.finfo(dtype).max / 1e6
+    return all(bool((t[torch.isfinite(t)].abs() <= limit).all()) for t in tensors)
 
 
 class _Evaluator:

@@ -83,3 +83,17 @@ def test_a_float32_search_bounds_as_tightly_as_a_float64_one(seed):
     assert torch.allclose(fast, exact, atol=1e-4, rtol=1e-4)
     assert bool((exact >= start - 1e-12).all())
     assert bool((fast >= start - 1e-5).all())
+
+
+def test_intervals_beyond_float32_are_searched_in_float64():
+    """A float32 cast of intervals near 1e38 would overflow to inf; the search must stay sound and
+    finite by searching in float64 instead."""
+    graph, lower, upper, C, points, splits, intervals, anchors = _branches(7, q=3)
+    wide = {k: (lo * 1e36, hi * 1e36) for k, (lo, hi) in intervals.items()}
+    result = alpha_beta_bounds(graph, lower, upper, C, wide, splits, iterations=5)
+    assert bool(torch.isfinite(result.lower).all())
+    assert all(a.dtype == torch.float64 for a in result.alpha.values())
+    y, inside = _branch_points(graph, lower, upper, points, splits, anchors, 2000, 7)
+    values = y @ C.T
+    for branch in range(inside.shape[0]):
+        assert bool((values[inside[branch]] >= result.lower[branch] - 1e-9).all())
