@@ -20,6 +20,7 @@ remain valid).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -87,44 +88,11 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
     if mix is not None:
         params["mix"] = torch.zeros(q, mix[2], C.shape[0], dtype=work_dtype, device=C.device)
 
-    best_bound = None
-    if iterations > 0 and not (expired is not None and expired()):
-        bound_of = _Evaluator(graph, box_lower, box_upper, C, intervals, splits, relu_of, mix, start, q, rows,
-                              work_dtype)
-        best = {name: p.clone() for name, p in params.items()}
-        for p in params.values():
-            p.requires_grad_(True)
-        groups = [{"params": [p for n, p in params.items() if n.startswith("a")], "lr": lr_alpha}]
-        if any(n.startswith("b") for n in params):
-            groups.append({"params": [p for n, p in params.items() if n.startswith("b")], "lr": lr_beta})
-        if "mix" in params:
-            groups.append({"params": [params["mix"]], "lr": 0.5})
-        optimiser = torch.optim.Adam(groups, fused=True)
-        for step in range(iterations + 1):  # the last evaluation scores the last step's multipliers
-            optimiser.zero_grad(set_to_none=True)
-            with torch.set_grad_enabled(step < iterations):
-                bound = bound_of(params)
-            with torch.no_grad():
-                improved = bound > best_bound if best_bound is not None else torch.ones_like(bound, dtype=torch.bool)
-                best_bound = bound.detach() if best_bound is None else torch.maximum(best_bound, bound)
-                for name, p in params.items():
-                    mask = improved.view(q, rows, *([1] * (p.dim() - 2)))
-                    best[name] = torch.where(mask, p, best[name])
-            if step == iterations or (expired is not None and expired()):
-                break
-            (-bound.sum()).backward()
-            optimiser.step()
-            with torch.no_grad():
-                for name, p in params.items():
-                    if name.startswith("a"):
-                        p.clamp_(0.0, 1.0)
-                    elif name.startswith("b"):
-                        p.clamp_(min=0.0)
-        last, seen = {name: p.detach() for name, p in params.items()}, bound_of.seen
-        params = best
-    else:
-        last, seen = params, None
     final = _Evaluator(graph, box_lower, box_upper, C, intervals, splits, relu_of, mix, start, q, rows, final_dtype)
+    last, seen = params, None
+    if iterations > 0 and not (expired is not None and expired()):
+        params, last, seen = _search(final.cast(work_dtype), params, iterations,
+                                     {"a": lr_alpha, "b": lr_beta, "m": 0.5}, expired)
     with torch.no_grad():
         bound = final({name: p.detach().to(final_dtype) for name, p in params.items()})
     seen = final.seen if seen is None else seen
@@ -142,6 +110,40 @@ def _fits(dtype: torch.dtype, *tensors: torch.Tensor) -> bool:
     """Whether every finite value of ``tensors`` is within ``dtype``'s range (with room to add up)."""
     limit = torch.finfo(dtype).max / 1e6
     return all(bool((t[torch.isfinite(t)].abs() <= limit).all()) for t in tensors)
+
+
+def _search(evaluate: "_Evaluator", params: dict[str, torch.Tensor], iterations: int, lrs: dict[str, float],
+            expired: Callable[[], bool] | None):
+    """Projected Adam on the multipliers. Returns each row's best multipliers, the last ones (warm
+    starts for the children) and the backward coefficients of the last evaluation (for the branching
+    heuristic: on mnist 256x4 prop_14_0.05 the best iterate's coefficients grew the tree 1.5x)."""
+    best = {name: p.clone() for name, p in params.items()}
+    params = {name: p.clone().requires_grad_(True) for name, p in params.items()}
+    groups: dict[str, list] = {}
+    for name, p in params.items():
+        groups.setdefault(name[0], []).append(p)
+    optimiser = torch.optim.Adam([{"params": ps, "lr": lrs[kind]} for kind, ps in groups.items()], fused=True)
+    best_bound = None
+    for step in range(iterations + 1):  # the last evaluation scores the last step's multipliers
+        with torch.set_grad_enabled(step < iterations):
+            bound = evaluate(params)
+        with torch.no_grad():
+            improved = torch.ones_like(bound, dtype=torch.bool) if best_bound is None else bound > best_bound
+            best_bound = bound.detach() if best_bound is None else torch.maximum(best_bound, bound)
+            for name, p in params.items():
+                best[name] = torch.where(improved.view(*improved.shape, *([1] * (p.dim() - 2))), p, best[name])
+        if step == iterations or (expired is not None and expired()):
+            break
+        optimiser.zero_grad(set_to_none=True)
+        (-bound.sum()).backward()
+        optimiser.step()
+        with torch.no_grad():
+            for name, p in params.items():
+                if name.startswith("a"):
+                    p.clamp_(0.0, 1.0)
+                elif name.startswith("b"):
+                    p.clamp_(min=0.0)
+    return best, {name: p.detach() for name, p in params.items()}, evaluate.seen
 
 
 class _Evaluator:
@@ -177,6 +179,24 @@ class _Evaluator:
             d, owner, groups = mix
             member = owner.unsqueeze(0) == torch.arange(groups, device=owner.device).unsqueeze(1)  # [G, R]
             self.mix = (d.to(dtype), member)
+
+    def cast(self, dtype: torch.dtype) -> "_Evaluator":
+        """The same bound computed in ``dtype`` (a separate evaluator; the lines are cast, not rebuilt)."""
+        other = copy.copy(self)
+
+        def to(t: torch.Tensor) -> torch.Tensor:
+            return t.to(dtype)
+
+        other.fixed = {i: (unstable, LinearRelaxation(to(r.lower_slope), None, to(r.upper_slope), to(r.upper_bias)))
+                       for i, (unstable, r) in self.fixed.items()}
+        other.signs = {k: to(s) for k, s in self.signs.items()}
+        intervals = [None if pair is None else (to(pair[0]), to(pair[1])) for pair in self.ctx.intervals]
+        weights = {name: to(w) for name, w in self.ctx.weights.items()}
+        other.seen, other.params = {}, {}
+        other.ctx = BackwardContext(self.graph, intervals, weights, other._relax, other._visit)
+        other.lower, other.upper, other.C = to(self.lower), to(self.upper), to(self.C)
+        other.mix = None if self.mix is None else (to(self.mix[0]), self.mix[1])
+        return other
 
     def _relax(self, index: int, node, lower, upper) -> LinearRelaxation:
         unstable, base = self.fixed[index]
