@@ -1,0 +1,49 @@
+"""ReLU splitting: children cover their parent, and the open set's memory stays under its cap."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from glsverify.verify.deadline import Deadline
+from glsverify.verify.input_split import relu_inputs
+from glsverify.verify.problem import CaseProblem
+from glsverify.verify.relu_split import ReluSplitOptions, relu_split
+from glsverify.verify.witness import WitnessChecker
+from tests.verify.nets import random_mlp, threshold_property, write_network
+
+
+def _hard_case(tmp_path):
+    """A property that holds (d below the sampled minimum) but that the root bound does not prove."""
+    path, graph, runner = write_network(random_mlp(11, 6, [24, 24, 24], 3), tmp_path)
+    lower, upper = np.zeros(6), np.ones(6)
+    prop = threshold_property(graph, lower, upper, np.array([1.0, -1.0, 0.0]), 0.0, 11, shift=-0.05)
+    net = graph.to(dtype=torch.float64)
+    return net, CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
+
+
+def test_the_open_set_cap_answers_unknown_instead_of_growing(tmp_path):
+    net, case, checker = _hard_case(tmp_path)
+    free = relu_split(net, case, checker, Deadline(60))
+    assert free.stats["branches"] > 1  # the search needs more than its root
+    capped = relu_split(net, case, checker, Deadline(60), ReluSplitOptions(max_open_bytes=1))
+    assert capped.result == "unknown"
+    assert capped.stats["reason"] == "too many branches"
+
+
+def test_children_intervals_are_the_roots_clamped_by_their_splits(tmp_path):
+    from glsverify.verify import relu_split as RS
+
+    net, case, _ = _hard_case(tmp_path)
+    points = relu_inputs(net)
+    root, narrowed, _ = RS._root(net, case, points, ReluSplitOptions(), Deadline(None))
+    widths = [root.splits[k].shape[1] for k in points]
+    offsets = torch.tensor([0] + widths).cumsum(0)
+    lo, hi = root.root[points[0]]
+    neuron = int(torch.nonzero((lo[0] < 0) & (hi[0] > 0))[0])
+    for sign in (1, -1):
+        child = RS._child(root, torch.tensor([neuron]), offsets, points, sign)
+        c_lo, c_hi = child.intervals()[points[0]]
+        assert (c_lo[0, neuron] == 0) if sign > 0 else (c_hi[0, neuron] == 0)
+        others = torch.arange(lo.shape[1]) != neuron
+        assert torch.equal(c_lo[0, others], lo[0, others]) and torch.equal(c_hi[0, others], hi[0, others])
