@@ -3,9 +3,9 @@
 A branch fixes some unstable ReLUs to active (pre-activation >= 0) or inactive (<= 0); its two
 children cover it, so no counterexample can be lost. Branches are bounded in batches by
 alpha-beta-CROWN (:mod:`glsverify.verify.beta`) over the root's intervals with the split neurons
-clamped (active: lower = max(lower, 0); inactive: upper = min(upper, 0)). A branch whose clamped
-interval is empty contains no input and is closed, as is one whose unsafe polytopes are all proved
-empty. Children inherit their parent's alpha and beta (warm start).
+clamped (active: lower = max(lower, 0); inactive: upper = min(upper, 0)); only neurons unstable at
+the root are split, so a clamped interval is never empty. A branch closes when its unsafe polytopes
+are all proved empty. Children inherit their parent's alpha and beta (warm start).
 
 Branching (BaBSR-style): split the unstable unsplit neuron whose upper-relaxation intercept costs the
 most in the row closest to a proof, ``|min(A, 0)| * (-l u / (u - l))`` with ``A`` the coefficient of
@@ -30,8 +30,6 @@ from glsverify.verify.input_split import SearchOutcome, relu_inputs
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.stack import pop_batch
 from glsverify.verify.witness import WitnessChecker
-
-EMPTY_TOL = 1e-9  # a clamped interval with lower > upper + this is empty (the branch has no input)
 
 
 @dataclass
@@ -133,7 +131,7 @@ def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], 
         processed += len(branches)
         started = time.perf_counter()
         result = _bound(graph, case, branches, options, deadline)
-        keep = _open(case, branches, result)
+        keep = _open(case, result)
         if bool(keep.any()):
             found = _vertex_counterexample(graph, case, checker, result, keep)
             if found is not None:
@@ -230,11 +228,8 @@ def _bound(graph: Graph, case: CaseProblem, branches: Branches, options: ReluSpl
                              expired=deadline.expired, search_dtype=options.search_dtype)
 
 
-def _open(case: CaseProblem, branches: Branches, result: BetaResult) -> torch.Tensor:
-    empty = torch.zeros(len(branches), dtype=torch.bool, device=result.lower.device)
-    for lo, hi in branches.intervals().values():
-        empty |= (lo > hi + EMPTY_TOL).any(dim=1)
-    return ~(empty | case.proved(result.lower).all(dim=1))
+def _open(case: CaseProblem, result: BetaResult) -> torch.Tensor:
+    return ~case.proved(result.lower).all(dim=1)
 
 
 def _adapt(batch: int, elapsed: float, options: ReluSplitOptions) -> int:
