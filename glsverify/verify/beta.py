@@ -51,7 +51,8 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
                       expired: Callable[[], bool] | None = None,
                       search_dtype: torch.dtype | None = torch.float32) -> BetaResult:
     """Bound ``C @ f(x)`` from below on every branch; shapes: intervals/splits ``[Q, N]`` per ReLU
-    input node, ``C [R, n_out]``, box ``[*input_shape]`` (shared) or ``[Q, *input_shape]``.
+    input node, ``C [R, n_out]`` (or ``[Q, R, n_out]``: rows of each branch's own), box
+    ``[*input_shape]`` (shared) or ``[Q, *input_shape]``.
 
     ``mix = (d [R], owner [R], groups)`` bounds, instead of the rows, one convex combination of the
     rows of each group (a conjunction ``C_g y <= d_g`` is empty when ``lambda^T (C_g y - d_g) > 0``
@@ -62,7 +63,7 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
     the dtype of the search (None: ``C``'s); the returned bound is always computed in ``C``'s dtype.
     """
     q = next(iter(splits.values())).shape[0]
-    rows = C.shape[0] if mix is None else mix[2]
+    rows = C.shape[-2] if mix is None else mix[2]
     relu_of = {node.inputs[0]: index for index, node in enumerate(graph.nodes) if node.kind == G.RELU}
     if start is not None:  # only the ReLUs before the start node take part
         relu_of = {k: relu for k, relu in relu_of.items() if relu < start}
@@ -216,7 +217,8 @@ class _Evaluator:
         """``[Q, rows]`` lower bounds (minus ``lambda^T d_g`` in mix mode)."""
         self.params = params
         if self.mix is None:
-            start_a, offset = self.C.view(1, 1, self.rows, *self.out_shape), 0.0
+            own_rows = self.q if self.C.dim() == 3 else 1  # per-branch rows [Q, R, n] or shared [R, n]
+            start_a, offset = self.C.view(1, own_rows, self.rows, *self.out_shape), 0.0
         else:
             d, member = self.mix
             weights = torch.softmax(params["mix"].masked_fill(~member, -float("inf")), dim=-1)  # [Q, G, R]

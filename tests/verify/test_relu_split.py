@@ -47,3 +47,42 @@ def test_children_intervals_are_the_roots_clamped_by_their_splits(tmp_path):
         assert (c_lo[0, neuron] == 0) if sign > 0 else (c_hi[0, neuron] == 0)
         others = torch.arange(lo.shape[1]) != neuron
         assert torch.equal(c_lo[0, others], lo[0, others]) and torch.equal(c_hi[0, others], hi[0, others])
+
+
+def test_rebounding_branches_answers_like_the_roots_intervals(tmp_path):
+    """Per-branch intervals (rebound, early layers split first) and the root's clamped intervals are
+    both sound: the same answer, with its counterexample confirmed in onnxruntime."""
+    from glsverify.verify import relu_split as RS
+
+    path, graph, runner = write_network(random_mlp(11, 64, [8, 24, 24], 3), tmp_path)
+    centre = np.random.default_rng(11).random(64) * 0.5 + 0.25
+    prop = threshold_property(graph, centre - 0.1, centre + 0.1, np.array([1.0, -1.0, 0.0]), 0.0, 11, shift=-1.0)
+    net = graph.to(dtype=torch.float64)
+    case, checker = CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
+    points = relu_inputs(net)
+    root, _, _ = RS._root(net, case, points, ReluSplitOptions(), Deadline(None))
+    assert RS._rebound_pays(root, points, case)  # 8 first-layer neurons, 64 inputs: rebounding is on
+    with_rebound = relu_split(net, case, checker, Deadline(60))
+    without = relu_split(net, case, checker, Deadline(60), ReluSplitOptions(rebound=False))
+    assert with_rebound.result == without.result == "sat"
+    for outcome in (with_rebound, without):
+        assert checker.check(outcome.counterexample.x, 0) is not None
+
+
+def test_a_child_inherits_its_parents_own_intervals_clamped_by_its_split(tmp_path):
+    from glsverify.verify import relu_split as RS
+
+    net, case, _ = _hard_case(tmp_path)
+    points = relu_inputs(net)
+    root, _, _ = RS._root(net, case, points, ReluSplitOptions(), Deadline(None))
+    assert root.own is not None
+    shrunk = {k: (lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo)) for k, (lo, hi) in root.own.items()}
+    parent = RS.Branches(root.splits, root.alpha, root.beta, root.root, shrunk)
+    lo, hi = shrunk[points[1]]
+    neuron = int(torch.nonzero((lo[0] < 0) & (hi[0] > 0))[0])
+    widths = [root.splits[k].shape[1] for k in points]
+    offsets = torch.tensor([0] + widths).cumsum(0)
+    child = RS._child(parent, torch.tensor([widths[0] + neuron]), offsets, points, -1)
+    c_lo, c_hi = child.intervals()[points[1]]
+    assert float(c_hi[0, neuron]) == 0.0 and float(c_lo[0, neuron]) == float(lo[0, neuron])
+    assert torch.equal(child.intervals()[points[0]][0], shrunk[points[0]][0])

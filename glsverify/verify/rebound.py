@@ -1,0 +1,66 @@
+"""Per-branch intermediate intervals for ReLU splitting: CROWN recomputed under each branch's splits.
+
+A split fixes a ReLU's phase, so its relaxation becomes exact and every later layer's pre-activations
+can be bounded more tightly than at the root. Recomputing them costs a backward pass per layer and
+branch (most of a branch's time), but together with splitting early layers first it closed mnist
+256x4 prop_14_0.05 in 7.4 s instead of 122 s, and a polytope of prop_13_0.05 in 11.5 s where the
+root's intervals left 96 % of it open after 60 s. Each new interval is intersected with the branch's
+previous one (inherited from its parent), so intervals only shrink; an interval that comes out empty
+proves that no input reaches the branch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from glsverify.graph import Graph
+from glsverify.verify.beta import alpha_beta_bounds
+
+Intervals = dict[int, tuple[torch.Tensor, torch.Tensor]]
+
+CHUNK_BYTES = 64 << 20  # the backward pass holds [branches, 2 x rows, width] coefficients: cap one call
+
+
+def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, intervals: Intervals,
+            splits: dict[int, torch.Tensor], points: list[int], chunk_bytes: int = CHUNK_BYTES
+            ) -> tuple[Intervals, torch.Tensor]:
+    """Tightened ``[Q, N]`` intervals for every ReLU-input node after the first, layer by layer (each
+    layer is bounded with the tightened intervals of the earlier ones), and a ``[Q]`` mask of the
+    branches that may contain an input (False: some interval is empty, the branch is infeasible).
+
+    Each branch re-bounds only its own unstable and split neurons (on mnist 256x6 the unstable ones
+    are 40 % of those unstable in some branch of a batch); the first layer is left as it is (the root's bound of an
+    affine function of the box is exact)."""
+    out = dict(intervals)
+    q = next(iter(splits.values())).shape[0]
+    feasible = torch.ones(q, dtype=torch.bool, device=box_lower.device)
+    for position, k in enumerate(points[1:], start=1):
+        lo, hi = out[k]
+        # unstable neurons, and split ones (an upper bound below 0 of an active one proves the branch empty)
+        unstable = ((lo < 0) & (hi > 0)) | (splits[k] != 0)
+        counts = unstable.sum(dim=1)
+        if int(counts.max()) == 0:
+            continue
+        lo, hi = lo.clone(), hi.clone()
+        earlier = points[:position]
+        order = torch.argsort(counts, descending=True)  # branches with similar counts share a padded chunk
+        begin = 0
+        while begin < q and int(counts[order[begin]]) > 0:
+            width = int(counts[order[begin]])
+            size = max(1, chunk_bytes // (2 * width * lo.shape[1] * lo.element_size()))
+            part = order[begin:begin + size]
+            part = part[counts[part] * 4 > width * 3]  # padding wastes at most a quarter of a chunk
+            begin += len(part)
+            # each branch's unstable neurons first; the padding re-bounds stable ones (harmless)
+            neurons = torch.topk(unstable[part].to(lo.dtype), width, dim=1).indices  # [P, width]
+            rows = torch.zeros(len(part), width, lo.shape[1], dtype=lo.dtype, device=lo.device)
+            rows.scatter_(2, neurons.unsqueeze(2), 1.0)
+            bound = alpha_beta_bounds(graph, box_lower, box_upper, torch.cat([rows, -rows], dim=1),
+                                      {j: (out[j][0][part], out[j][1][part]) for j in earlier},
+                                      {j: splits[j][part] for j in earlier}, iterations=0, start=k,
+                                      search_dtype=None).lower
+            lo[part] = lo[part].scatter_reduce(1, neurons, bound[:, :width], reduce="amax")
+            hi[part] = hi[part].scatter_reduce(1, neurons, -bound[:, width:], reduce="amin")
+        feasible &= ~(lo > hi).any(dim=1)
+        out[k] = (lo, torch.maximum(hi, lo))  # an empty interval's branch is dropped; keep the tensors ordered
+    return out, feasible
