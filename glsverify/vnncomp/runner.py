@@ -30,6 +30,10 @@ from glsverify.vnncomp.instances import Instance, is_wrong
 from glsverify.vnncomp.results import write_result
 
 GRACE = 1.5  # seconds beyond the instance timeout before the executor answers timeout itself
+# A worker whose resident memory stays above this after an instance (and after returning its free heap to
+# the system) is replaced: ReLU-split searches fragment the heap, and two mnist_fc workers that kept their
+# memory from one instance to the next reached 15.6 GB and were killed by the system on a 23 GB machine.
+MAX_WORKER_RSS = 3 << 30
 
 
 @dataclass
@@ -130,13 +134,35 @@ def _worker_main(connection, options) -> None:
             result = InstanceResult(str(instance.onnx), str(instance.vnnlib), "error", 0.0, "",
                                     f"internal error: {type(error).__name__}: {error}", instance.expected)
         connection.send(result)
+        release_free_memory()
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def resident_bytes(pid: int) -> int | None:
+    """A process's resident memory (Linux ``/proc``; None where that cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class WorkerExecutor:
     """Verify in a worker process that is killed and replaced when it overruns."""
 
-    def __init__(self, options=None, target: Callable = None):
+    def __init__(self, options=None, target: Callable = None, max_rss: int = MAX_WORKER_RSS):
         self.options = options
+        self.max_rss = max_rss  # replace the worker after an instance that leaves it larger than this
+        self.replaced = 0
         self.target = target or _worker_main  # the worker loop (tests substitute a stalling one)
         self._context = mp.get_context("spawn")
         self._process = None
@@ -159,12 +185,23 @@ class WorkerExecutor:
         self._connection.send(instance)
         if self._connection.poll(instance.timeout + GRACE):
             try:
-                return self._connection.recv()
+                result = self._connection.recv()
             except EOFError:
                 pass
+            else:
+                self._replace_if_large()
+                return result
         elapsed = time.perf_counter() - started
         self._kill()
         return timeout_result(instance, elapsed, "hard time limit (worker restarted)")
+
+    def _replace_if_large(self) -> None:
+        """Close the worker if it holds more than ``max_rss`` (the next instance starts a fresh one)."""
+        time.sleep(0.05)  # the worker trims its heap right after answering
+        rss = resident_bytes(self._process.pid)
+        if rss is not None and rss > self.max_rss:
+            self.close()
+            self.replaced += 1
 
     def _kill(self) -> None:
         if self._process is not None:

@@ -75,3 +75,16 @@ def test_instances_csv_round_trip_and_ground_truth(tmp_path):
     assert instance.onnx == tmp_path / "a.onnx" and instance.timeout == 60.0 and instance.expected == "sat"
     assert InstanceResult("a", "b", "unsat", 1.0, expected="sat").wrong
     assert not InstanceResult("a", "b", "timeout", 1.0, expected="sat").wrong
+
+
+def test_a_worker_larger_than_its_memory_limit_is_replaced_between_instances(tmp_path):
+    instances = [Instance(tmp_path / f"net{i}.onnx", tmp_path / f"prop{i}.vnnlib", 5.0, "unsat") for i in range(3)]
+    small = WorkerExecutor(target=answering_worker, max_rss=1)  # every worker holds more than 1 byte
+    roomy = WorkerExecutor(target=answering_worker)
+    try:
+        assert [r.result for r in run_instances(instances, small)] == ["unsat"] * 3
+        assert [r.result for r in run_instances(instances, roomy)] == ["unsat"] * 3
+    finally:
+        small.close()
+        roomy.close()
+    assert small.replaced == 3 and roomy.replaced == 0
