@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from glsverify.bounds.interface import PROOF_MARGIN
 from glsverify.graph import Graph
 from glsverify.verify.beta import alpha_beta_bounds
 
@@ -61,6 +62,6 @@ def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, inte
                                       search_dtype=None).lower
             lo[part] = lo[part].scatter_reduce(1, neurons, bound[:, :width], reduce="amax")
             hi[part] = hi[part].scatter_reduce(1, neurons, -bound[:, width:], reduce="amin")
-        feasible &= ~(lo > hi).any(dim=1)
+        feasible &= ~(lo > hi + PROOF_MARGIN).any(dim=1)  # empty by more than float64 rounding
         out[k] = (lo, torch.maximum(hi, lo))  # an empty interval's branch is dropped; keep the tensors ordered
     return out, feasible
