@@ -11,6 +11,8 @@ proves that no input reaches the branch.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from glsverify.bounds.interface import PROOF_MARGIN
@@ -23,15 +25,16 @@ CHUNK_BYTES = 64 << 20  # the backward pass holds [branches, 2 x rows, width] co
 
 
 def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, intervals: Intervals,
-            splits: dict[int, torch.Tensor], points: list[int], chunk_bytes: int = CHUNK_BYTES
-            ) -> tuple[Intervals, torch.Tensor]:
+            splits: dict[int, torch.Tensor], points: list[int], chunk_bytes: int = CHUNK_BYTES,
+            expired: Callable[[], bool] | None = None) -> tuple[Intervals, torch.Tensor]:
     """Tightened ``[Q, N]`` intervals for every ReLU-input node after the first, layer by layer (each
     layer is bounded with the tightened intervals of the earlier ones), and a ``[Q]`` mask of the
     branches that may contain an input (False: some interval is empty, the branch is infeasible).
 
     Each branch re-bounds only its own unstable and split neurons (on mnist 256x6 the unstable ones
     are 40 % of those unstable in some branch of a batch); the first layer is left as it is (the root's bound of an
-    affine function of the box is exact)."""
+    affine function of the box is exact). ``expired()`` stops early: the layers not reached keep
+    their given intervals (still valid, only looser)."""
     out = dict(intervals)
     q = next(iter(splits.values())).shape[0]
     feasible = torch.ones(q, dtype=torch.bool, device=box_lower.device)
@@ -46,7 +49,7 @@ def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, inte
         earlier = points[:position]
         order = torch.argsort(counts, descending=True)  # branches with similar counts share a padded chunk
         begin = 0
-        while begin < q and int(counts[order[begin]]) > 0:
+        while begin < q and int(counts[order[begin]]) > 0 and not (expired is not None and expired()):
             width = int(counts[order[begin]])
             size = max(1, chunk_bytes // (2 * width * lo.shape[1] * lo.element_size()))
             part = order[begin:begin + size]

@@ -149,7 +149,8 @@ def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], 
         processed += len(branches)
         started = time.perf_counter()
         if branches.own is not None:
-            own, feasible = rebound(graph, case.lower, case.upper, branches.intervals(), branches.splits, points)
+            own, feasible = rebound(graph, case.lower, case.upper, branches.intervals(), branches.splits, points,
+                                    expired=deadline.expired)
             branches = Branches(branches.splits, branches.alpha, branches.beta, branches.root, own)
             if not bool(feasible.all()):  # no input reaches these branches: closed
                 branches = branches.take(torch.nonzero(feasible).squeeze(1))
