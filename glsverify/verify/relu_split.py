@@ -17,6 +17,7 @@ most in the row closest to a proof, ``|min(A, 0)| * (-l u / (u - l))`` with ``A`
 its ReLU output (times ``layer_weight`` per later layer when rebounding). Each open branch also offers
 the box vertex minimising its linear bound as a counterexample candidate.
 """
+
 from __future__ import annotations
 
 import time
@@ -179,8 +180,8 @@ def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], 
 def _rebound_pays(root: Branches, points: list[int], case: CaseProblem) -> bool:
     """Whether the first ReLU layer has at most a quarter as many unstable neurons as the input has
     dimensions. Then nearly all of their phase combinations are non-empty, and splitting them first
-    while rebounding pays: mnist (25-50 of 256 unstable, 784 inputs) 256x4 prop_14_0.05 122 s -> 7.4 s,
-    256x6 prop_7_0.03 13.0 -> 10.2 s. On random test networks with 16 of 16 unstable and 32 inputs it
+    while rebounding pays: mnist (25-50 of 256 unstable, 784 inputs) 256x4 prop_14_0.05 122 s -> 12.6 s,
+    prop_3_0.05 10.0 -> 1.7 s, two more solved (though prop_8_0.03 9.9 -> 24.7 s). On random test networks with 16 of 16 unstable and 32 inputs it
     grew the tree 4-10x (unsat in 0.5-1.1 s before, not in 10 s after), and on 6-input ones both
     grew it (10k to over 49k branches) while rebounding alone cost 3x the time per branch."""
     lo, hi = root.root[points[0]]

@@ -15,6 +15,7 @@ interrupted run leaves only complete files.
 from __future__ import annotations
 
 import csv
+import ctypes
 import dataclasses
 import io
 import multiprocessing as mp
@@ -140,8 +141,6 @@ def _worker_main(connection, options) -> None:
 def release_free_memory() -> None:
     """Hand the heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing)."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
