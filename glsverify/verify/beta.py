@@ -10,13 +10,13 @@ backward propagation with:
   split layer during the backward pass, which lets the box concretisation exploit the split.
 
 Every choice of alpha in [0, 1] and beta >= 0 gives a sound bound, so where the multipliers come from
-does not matter for soundness: projected Adam steps search for them in float32 (1.3x the branches per
-second of a float64 search on CPU, bench/results/relu_split_search.md), keeping each row's best
+does not matter for soundness: projected Adam steps search for them in float32 (1.4-1.5x the branches
+per second of a float64 search on CPU, bench/results/relu_split_search.md), keeping each row's best
 multipliers, and one final pass in the caller's dtype
 (float64 in the verifier) turns the best multipliers into the returned bound. The parts of the ReLU
 relaxation that do not depend on alpha are computed once per call, not per step. Intermediate
-intervals are not recomputed (a child's region lies inside its parent's, so the parent's intervals
-remain valid).
+intervals are taken as given (a child's region lies inside its parent's, so the parent's intervals
+remain valid); :mod:`glsverify.verify.rebound` recomputes them per branch where that pays.
 """
 
 from __future__ import annotations

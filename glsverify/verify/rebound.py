@@ -6,7 +6,8 @@ branch (most of a branch's time), but together with splitting early layers first
 256x4 prop_14_0.05 in 7.4 s instead of 122 s, and a polytope of prop_13_0.05 in 11.5 s where the
 root's intervals left 96 % of it open after 60 s. Each new interval is intersected with the branch's
 previous one (inherited from its parent), so intervals only shrink; an interval that comes out empty
-proves that no input reaches the branch.
+proves that no input reaches the branch. The root's intervals come from here too, with
+alpha-CROWN slopes optimised per neuron.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ CHUNK_BYTES = 64 << 20  # the backward pass holds [branches, 2 x rows, width] co
 
 
 def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, intervals: Intervals,
-            splits: dict[int, torch.Tensor], points: list[int], chunk_bytes: int = CHUNK_BYTES,
-            expired: Callable[[], bool] | None = None) -> tuple[Intervals, torch.Tensor]:
+            splits: dict[int, torch.Tensor], points: list[int], iterations: int = 0,
+            chunk_bytes: int = CHUNK_BYTES, expired: Callable[[], bool] | None = None
+            ) -> tuple[Intervals, torch.Tensor]:
     """Tightened ``[Q, N]`` intervals for every ReLU-input node after the first, layer by layer (each
     layer is bounded with the tightened intervals of the earlier ones), and a ``[Q]`` mask of the
     branches that may contain an input (False: some interval is empty, the branch is infeasible).
 
     Each branch re-bounds only its own unstable and split neurons (on mnist 256x6 the unstable ones
     are 40 % of those unstable in some branch of a batch); the first layer is left as it is (the root's bound of an
-    affine function of the box is exact). ``expired()`` stops early: the layers not reached keep
-    their given intervals (still valid, only looser)."""
+    affine function of the box is exact). ``iterations`` > 0 optimises the slopes per neuron
+    (alpha-CROWN: the root's intervals; below the root plain CROWN is what pays). ``expired()`` stops
+    early: the layers not reached keep their given intervals (still valid, only looser)."""
     out = dict(intervals)
     q = next(iter(splits.values())).shape[0]
     feasible = torch.ones(q, dtype=torch.bool, device=box_lower.device)
@@ -61,8 +64,8 @@ def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, inte
             rows.scatter_(2, neurons.unsqueeze(2), 1.0)
             bound = alpha_beta_bounds(graph, box_lower, box_upper, torch.cat([rows, -rows], dim=1),
                                       {j: (out[j][0][part], out[j][1][part]) for j in earlier},
-                                      {j: splits[j][part] for j in earlier}, iterations=0, start=k,
-                                      search_dtype=None).lower
+                                      {j: splits[j][part] for j in earlier}, iterations=iterations, start=k,
+                                      expired=expired).lower
             lo[part] = lo[part].scatter_reduce(1, neurons, bound[:, :width], reduce="amax")
             hi[part] = hi[part].scatter_reduce(1, neurons, -bound[:, width:], reduce="amin")
         feasible &= ~(lo > hi + PROOF_MARGIN).any(dim=1)  # empty by more than float64 rounding

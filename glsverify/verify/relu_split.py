@@ -210,7 +210,9 @@ def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplit
     upper = {k: kept[k][1].reshape(1, -1) for k in points}
     splits = {k: torch.zeros_like(lower[k], dtype=torch.int8) for k in points}
     if options.root_intermediate > 0:
-        _tighten_intermediate(graph, case, points, lower, upper, splits, options.root_intermediate, deadline)
+        tight, _ = rebound(graph, case.lower, case.upper, _pairs(lower, upper), splits, points,
+                           iterations=options.root_intermediate, expired=deadline.expired)
+        lower, upper = {k: lo for k, (lo, _) in tight.items()}, {k: hi for k, (_, hi) in tight.items()}
     result = alpha_beta_bounds(graph, case.lower, case.upper, case.C, _pairs(lower, upper), splits,
                                iterations=options.root_iterations, expired=deadline.expired)
     open_polytopes = ~case.proved(result.lower)[0]
@@ -227,32 +229,6 @@ def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplit
                            device=case.C.device) for k in points}
     root = {k: (lower[k], upper[k]) for k in points}
     return Branches(splits, alpha, beta, root, root if options.rebound else None), narrowed, gaps[open_polytopes]
-
-
-def _tighten_intermediate(graph: Graph, case: CaseProblem, points: list[int], lower: dict, upper: dict,
-                          splits: dict, iterations: int, deadline: Deadline) -> None:
-    """alpha-CROWN on the unstable neurons of each ReLU-input layer in turn (in place); later layers
-    are bounded with the tightened intervals of earlier ones."""
-    for position, k in enumerate(points):
-        if deadline.expired():
-            return
-        lo, hi = lower[k][0], upper[k][0]
-        unstable = torch.nonzero((lo < 0) & (hi > 0)).squeeze(1)
-        earlier = points[:position]
-        if unstable.numel() == 0 or not earlier:
-            continue  # the first layer's bounds are exact already
-        eye = torch.zeros(unstable.numel(), lo.numel(), dtype=lo.dtype, device=lo.device)
-        eye[torch.arange(unstable.numel()), unstable] = 1.0
-        rows = torch.cat([eye, -eye])
-        result = alpha_beta_bounds(graph, case.lower, case.upper, rows, _pairs({j: lower[j] for j in earlier},
-                                                                               {j: upper[j] for j in earlier}),
-                                   {j: splits[j] for j in earlier}, iterations=iterations, start=k,
-                                   expired=deadline.expired)
-        n = unstable.numel()
-        lower[k] = lower[k].clone()
-        upper[k] = upper[k].clone()
-        lower[k][0, unstable] = torch.maximum(lo[unstable], result.lower[0, :n])
-        upper[k][0, unstable] = torch.minimum(hi[unstable], -result.lower[0, n:])
 
 
 def _pairs(lower: dict, upper: dict) -> dict:
