@@ -178,7 +178,9 @@ def apply_relaxation(A: torch.Tensor, relax: LinearRelaxation) -> tuple[torch.Te
 
 def dot_rows(X: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``sum over *shape of X * v`` for ``X [P, B, S, *shape]`` and ``v [P, B, (S,) *shape]``."""
-    if v.dim() == X.dim():
+    if v.dim() == X.dim() and v.shape[2] == 1:  # the same vector for every row: a matrix-vector product
+        v = v.squeeze(2)
+    elif v.dim() == X.dim():
         return _sum_rows(X * v)
     return (X.flatten(3) @ v.flatten(2).unsqueeze(-1)).squeeze(-1)
 

@@ -70,7 +70,10 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
     start = len(graph.nodes) - 1 if start is None else start
     final_dtype = C.dtype
     work_dtype = search_dtype or final_dtype
-    if work_dtype != final_dtype and not _fits(work_dtype, box_lower, box_upper, C, *(t for pair in intervals.values()
+    searching = iterations > 0 and not (expired is not None and expired())
+    if not searching:  # one evaluation: no search dtype, no per-row copies, no zero multipliers
+        work_dtype = final_dtype
+    elif work_dtype != final_dtype and not _fits(work_dtype, box_lower, box_upper, C, *(t for pair in intervals.values()
                                                                                       for t in pair)):
         work_dtype = final_dtype  # a cast would overflow: search in the caller's dtype
 
@@ -78,11 +81,12 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
     for k, relu in relu_of.items():
         lo, hi = intervals[k]
         init = alpha_init.get(relu) if alpha_init else None
-        if init is None:
-            init = default_relu_slope(lo, hi).unsqueeze(1).expand(q, rows, lo.shape[1])
-        params[f"a{relu}"] = init.to(work_dtype).clone()
+        if init is None:  # the same slopes for every row: [Q, 1, N] broadcasts unless searched per row
+            init = default_relu_slope(lo, hi).unsqueeze(1)
+            init = init.expand(q, rows, lo.shape[1]) if searching else init
+        params[f"a{relu}"] = init.to(work_dtype).clone() if searching else init.to(work_dtype)
     for k, s in splits.items():
-        if bool((s != 0).any()):
+        if bool((s != 0).any()) and (searching or (beta_init and k in beta_init)):  # beta = 0 adds nothing
             init = beta_init.get(k) if beta_init else None
             if init is None:
                 init = torch.zeros(q, rows, s.shape[1], dtype=work_dtype, device=C.device)
@@ -92,11 +96,12 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
 
     final = _Evaluator(graph, box_lower, box_upper, C, intervals, splits, relu_of, mix, start, q, rows, final_dtype)
     last, seen = params, None
-    if iterations > 0 and not (expired is not None and expired()):
+    if searching:
         params, last, seen = _search(final.cast(work_dtype), params, iterations,
                                      {"a": lr_alpha, "b": lr_beta, "m": 0.5}, expired)
     with torch.no_grad():
         bound = final({name: p.detach().to(final_dtype) for name, p in params.items()})
+    last = {name: p.expand(q, rows, *p.shape[2:]) if name[0] == "a" else p for name, p in last.items()}
     seen = final.seen if seen is None else seen
 
     def per_branch(a: torch.Tensor) -> torch.Tensor:
@@ -202,13 +207,14 @@ class _Evaluator:
 
     def _relax(self, index: int, node, lower, upper) -> LinearRelaxation:
         unstable, base = self.fixed[index]
-        alpha = self.params[f"a{index}"].view(1, self.q, self.rows, *self.graph.nodes[node.inputs[0]].shape)
+        alpha = self.params[f"a{index}"]  # [Q, rows or 1, N]
+        alpha = alpha.view(1, self.q, alpha.shape[1], *self.graph.nodes[node.inputs[0]].shape)
         return LinearRelaxation(torch.where(unstable, alpha, base.lower_slope), None, base.upper_slope,
                                 base.upper_bias)
 
     def _visit(self, index: int, a: torch.Tensor):
         self.seen[index] = a
-        if index in self.signs:
+        if index in self.signs and f"b{index}" in self.params:
             shape = a.shape
             return (a.reshape(1, self.q, self.rows, -1) - self.params[f"b{index}"] * self.signs[index]).reshape(shape)
         return None

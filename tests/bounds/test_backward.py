@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from glsverify import graph as G
 from glsverify import layers as L
-from glsverify.bounds.backward import BACKWARD, BackwardContext
+from glsverify.bounds.backward import BACKWARD, BackwardContext, dot_rows
 from glsverify.graph import Graph, Node
 
 DT = torch.float64
@@ -165,3 +165,14 @@ def test_maxpool_rule_is_a_sound_lower_bound(kernel, stride, padding, dilation, 
     exact = (A.unsqueeze(0) * y).flatten(4).sum(-1)  # [N, P, B, S]
     linear = (new_a.unsqueeze(0) * x.unsqueeze(3)).flatten(4).sum(-1) + bias
     assert (linear <= exact + 1e-12).all()
+
+
+@pytest.mark.parametrize("v_shape", [(1, 3, 1, 7), (2, 3, 1, 7), (1, 3, 7), (2, 3, 4, 7)])
+def test_dot_rows_matches_the_elementwise_sum(v_shape):
+    """Every layout of the vector (shared by the rows, per row, without a row axis) gives the sum over
+    the per-sample axes of ``X * v``."""
+    gen = torch.Generator().manual_seed(3)
+    X = torch.randn(2, 3, 4, 7, generator=gen, dtype=torch.float64)
+    v = torch.randn(*v_shape, generator=gen, dtype=torch.float64)
+    expected = (X * (v if len(v_shape) == 4 else v.unsqueeze(2))).sum(-1)
+    assert torch.allclose(dot_rows(X, v), expected, rtol=0, atol=1e-12)

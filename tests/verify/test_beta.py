@@ -7,6 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from glsverify import graph as G
+from glsverify.bounds.activations import default_relu_slope
 from glsverify.bounds.interface import compute_bounds
 from glsverify.verify.beta import alpha_beta_bounds
 from glsverify.verify.input_split import relu_inputs
@@ -97,3 +99,19 @@ def test_intervals_beyond_float32_are_searched_in_float64():
     values = y @ C.T
     for branch in range(inside.shape[0]):
         assert bool((values[inside[branch]] >= result.lower[branch] - 1e-9).all())
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_one_evaluation_broadcasts_the_default_slopes_to_every_row(seed):
+    """Without a search the default slopes are shared by the rows ([Q, 1, N]) and zero betas are left
+    out; the bound must be the one of explicit per-row slopes and betas, and the returned multipliers
+    (warm starts) still have a row axis."""
+    graph, lower, upper, C, points, splits, intervals, anchors = _branches(seed, q=5)
+    relu_of = {node.inputs[0]: i for i, node in enumerate(graph.nodes) if node.kind == G.RELU}
+    alpha = {relu_of[k]: default_relu_slope(*intervals[k]).unsqueeze(1).expand(5, 2, -1).clone() for k in points}
+    beta = {k: torch.zeros(5, 2, s.shape[1], dtype=torch.float64) for k, s in splits.items()}
+    shared = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, iterations=0)
+    explicit = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, alpha, beta, iterations=0)
+    assert torch.allclose(shared.lower, explicit.lower, rtol=0, atol=1e-12)
+    assert all(a.shape == (5, 2, a.shape[-1]) for a in shared.alpha.values())
