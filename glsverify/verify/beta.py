@@ -39,7 +39,15 @@ class BetaResult:
     alpha: dict[int, torch.Tensor]  # relu node -> [Q, R, N] (detached), for warm starts
     beta: dict[int, torch.Tensor]  # split node -> [Q, R, N]
     relu_coeffs: dict[int, torch.Tensor]  # split node -> A of its ReLU output [Q, R, N]
-    input_coeffs: torch.Tensor  # [Q, R, n_in]
+    scaled_input_coeffs: torch.Tensor  # [Q, R, n_in]: of t, where x = centre + radius * t (or of x)
+    input_radius: torch.Tensor | None = None  # [n_in] when the coefficients are of t
+
+    @property
+    def input_coeffs(self) -> torch.Tensor:
+        """``[Q, R, n_in]`` coefficients of the input (computed on demand: most calls never ask)."""
+        if self.input_radius is None:
+            return self.scaled_input_coeffs
+        return self.scaled_input_coeffs / self.input_radius
 
 
 def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, C: torch.Tensor,
@@ -110,7 +118,22 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
     relu_coeffs = {k: per_branch(seen[relu]) for k, relu in relu_of.items() if relu in seen}
     return BetaResult(bound, {int(n[1:]): p for n, p in last.items() if n.startswith("a")},
                       {int(n[1:]): p for n, p in last.items() if n.startswith("b")},
-                      relu_coeffs, per_branch(seen[0]))
+                      relu_coeffs, per_branch(seen[0]), final.input_radius)
+
+
+def _first_linear(graph: Graph) -> int | None:
+    """The linear node with a bias that alone reads the input (through reshapes only), if any: the
+    input box can be folded into it."""
+    users = graph.users()
+    index = 0
+    while len(users[index]) == 1:
+        index = users[index][0]
+        node = graph.nodes[index]
+        if node.kind == G.LINEAR:
+            return index if "bias" in node.params and "weight" in node.params else None
+        if node.kind != G.RESHAPE:
+            return None
+    return None
 
 
 def _fits(dtype: torch.dtype, *tensors: torch.Tensor) -> bool:
@@ -173,13 +196,26 @@ class _Evaluator:
             self.fixed[relu] = ((lo < 0) & (hi > 0), base)
         self.signs = {k: s.to(dtype).unsqueeze(1) for k, s in splits.items() if bool((s != 0).any())}
         weights = {name: w.to(dtype) for name, w in graph.lead_weights(None, False).items()}
+        shared_box = box_lower.dim() == len(graph.input_shape)
+        self.lower = box_lower.to(dtype).view(1, 1 if shared_box else q, *graph.input_shape)
+        self.upper = box_upper.to(dtype).view(1, 1 if shared_box else q, *graph.input_shape)
+        self.input_radius = None
+        first = _first_linear(graph) if shared_box else None
+        radius = ((self.upper - self.lower) / 2).flatten()
+        if first is not None and bool((radius > 0).all()):
+            # x = centre + radius * t, t in [-1, 1]^n, folded into the first linear layer: the box's
+            # minimum is then the bias minus the coefficients' L1 norm (no |A| or A @ centre pass over
+            # the widest coefficients; 1.1x the branches per second on mnist 256x4 prop_0_0.05)
+            node = graph.nodes[first]
+            w_key, b_key = node.params["weight"], node.params["bias"]
+            centre = ((self.upper + self.lower) / 2).flatten()
+            weights[b_key] = weights[b_key] + weights[w_key] @ centre
+            weights[w_key] = weights[w_key] * radius
+            self.input_radius = radius
         self.seen: dict[int, torch.Tensor] = {}
         self.params: dict[str, torch.Tensor] = {}
         self.ctx = BackwardContext(graph, ctx_intervals, weights, self._relax, self._visit)
         self.out_shape = graph.nodes[start].shape
-        shared_box = box_lower.dim() == len(graph.input_shape)
-        self.lower = box_lower.to(dtype).view(1, 1 if shared_box else q, *graph.input_shape)
-        self.upper = box_upper.to(dtype).view(1, 1 if shared_box else q, *graph.input_shape)
         self.C = C.to(dtype)
         self.mix = None
         if mix is not None:
@@ -231,4 +267,6 @@ class _Evaluator:
             start_a = (weights @ self.C).view(1, self.q, self.rows, *self.out_shape)
             offset = weights @ d
         a_in, bias = backward(self.start, start_a, self.ctx)
+        if self.input_radius is not None:  # coefficients of t in [-1, 1]
+            return (bias - torch.linalg.vector_norm(a_in.flatten(3), ord=1, dim=-1))[0] - offset
         return concretize(a_in, bias, self.lower, self.upper)[0] - offset

@@ -14,12 +14,15 @@ from glsverify.onnx import export_onnx, import_onnx
 from glsverify.spec.property import Case, InputBox, OutputPolytope, Property
 
 
-def random_mlp(seed: int, n_in: int, widths: list[int], n_out: int) -> Graph:
-    """An MLP with an input normalisation, ReLUs and float32 weights (as an ONNX file would have)."""
+def random_mlp(seed: int, n_in: int, widths: list[int], n_out: int, normalise: bool = True) -> Graph:
+    """An MLP with an input normalisation (unless ``normalise`` is False: the input then feeds a linear
+    layer directly, as in the mnist_fc networks), ReLUs and float32 weights (as an ONNX file would have)."""
     rng = torch.Generator().manual_seed(seed)
-    nodes = [Node("input", G.INPUT, (), (n_in,)),
-             Node("norm", G.AFFINE, (0,), (n_in,), {}, {"scale": "norm.scale", "shift": "norm.shift"})]
-    params = {"norm.scale": torch.full((n_in,), 2.0), "norm.shift": torch.full((n_in,), -1.0)}
+    nodes = [Node("input", G.INPUT, (), (n_in,))]
+    params = {}
+    if normalise:
+        nodes.append(Node("norm", G.AFFINE, (0,), (n_in,), {}, {"scale": "norm.scale", "shift": "norm.shift"}))
+        params = {"norm.scale": torch.full((n_in,), 2.0), "norm.shift": torch.full((n_in,), -1.0)}
     previous = n_in
     for layer, width in enumerate(widths + [n_out]):
         name = f"fc{layer}"

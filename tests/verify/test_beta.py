@@ -15,12 +15,12 @@ from glsverify.verify.input_split import relu_inputs
 from tests.verify.nets import random_mlp
 
 
-def _branches(seed: int, q: int):
+def _branches(seed: int, q: int, normalise: bool = True):
     """A float64 MLP, a box, CROWN intervals of its ReLU inputs and ``q`` branches, each fixing the
     unstable neurons of one sampled point's activation pattern with probability 1/2 (so every branch
     holds points, and its intervals are the box's clamped by its splits)."""
     gen = torch.Generator().manual_seed(seed)
-    graph = random_mlp(seed, 4, [12, 10, 8], 3).to(dtype=torch.float64)
+    graph = random_mlp(seed, 4, [12, 10, 8], 3, normalise).to(dtype=torch.float64)
     centre = torch.rand(4, generator=gen, dtype=torch.float64)
     lower, upper = centre - 0.3, centre + 0.3
     C = torch.randn(2, 3, generator=gen, dtype=torch.float64)
@@ -59,9 +59,10 @@ def _branch_points(graph, lower, upper, points, splits, anchors, samples: int, s
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), iterations=st.sampled_from([0, 5, 20]),
-       search=st.sampled_from([torch.float32, None]))
-def test_bounds_hold_on_every_point_of_the_branch(seed, iterations, search):
-    graph, lower, upper, C, points, splits, intervals, anchors = _branches(seed, q=6)
+       search=st.sampled_from([torch.float32, None]), normalise=st.booleans())
+def test_bounds_hold_on_every_point_of_the_branch(seed, iterations, search, normalise):
+    """With and without an input normalisation (without one, the box is folded into the first layer)."""
+    graph, lower, upper, C, points, splits, intervals, anchors = _branches(seed, q=6, normalise=normalise)
     result = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, iterations=iterations,
                                search_dtype=search)
     assert result.lower.dtype == torch.float64
@@ -115,3 +116,17 @@ def test_one_evaluation_broadcasts_the_default_slopes_to_every_row(seed):
     explicit = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, alpha, beta, iterations=0)
     assert torch.allclose(shared.lower, explicit.lower, rtol=0, atol=1e-12)
     assert all(a.shape == (5, 2, a.shape[-1]) for a in shared.alpha.values())
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), iterations=st.sampled_from([0, 5]))
+def test_folding_the_box_into_the_first_layer_changes_nothing(seed, iterations):
+    """A shared box is folded into the first linear layer (x = centre + radius * t); the same box given
+    per branch is concretised as is. Bounds and input coefficients must agree."""
+    graph, lower, upper, C, points, splits, intervals, anchors = _branches(seed, q=4, normalise=False)
+    folded = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, iterations=iterations, search_dtype=None)
+    plain = alpha_beta_bounds(graph, lower.expand(4, -1), upper.expand(4, -1), C, intervals, splits,
+                              iterations=iterations, search_dtype=None)
+    assert folded.input_radius is not None and plain.input_radius is None
+    assert torch.allclose(folded.lower, plain.lower, rtol=0, atol=1e-9)
+    assert torch.allclose(folded.input_coeffs, plain.input_coeffs, rtol=1e-9, atol=1e-9)

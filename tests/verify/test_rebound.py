@@ -17,9 +17,9 @@ from tests.verify.test_beta import _branch_points, _branches
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), chunk_bytes=st.sampled_from([RB.CHUNK_BYTES, 1]),
-       iterations=st.sampled_from([0, 5]))
-def test_rebound_intervals_hold_every_point_of_the_branch_and_only_shrink(seed, chunk_bytes, iterations):
-    graph, lower, upper, C, points, splits, intervals, anchors = _branches(seed, q=6)
+       iterations=st.sampled_from([0, 5]), normalise=st.booleans())
+def test_rebound_intervals_hold_every_point_of_the_branch_and_only_shrink(seed, chunk_bytes, iterations, normalise):
+    graph, lower, upper, C, points, splits, intervals, anchors = _branches(seed, q=6, normalise=normalise)
     # chunk_bytes=1: one branch per bounding call (no padding rows); otherwise chunks of similar branches;
     # iterations=5: alpha-CROWN slopes (as for the root's intervals)
     tight, feasible = RB.rebound(graph, lower, upper, intervals, splits, points, iterations, chunk_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from glsverify.verify.deadline import Deadline
@@ -49,12 +50,15 @@ def test_children_intervals_are_the_roots_clamped_by_their_splits(tmp_path):
         assert torch.equal(c_lo[0, others], lo[0, others]) and torch.equal(c_hi[0, others], hi[0, others])
 
 
-def test_rebounding_branches_answers_like_the_roots_intervals(tmp_path):
+@pytest.mark.parametrize("normalise", [True, False])
+def test_rebounding_branches_answers_like_the_roots_intervals(tmp_path, normalise):
     """Per-branch intervals (rebound, early layers split first) and the root's clamped intervals are
-    both sound: the same answer, with its counterexample confirmed in onnxruntime."""
+    both sound: the same answer, with its counterexample confirmed in onnxruntime (without an input
+    normalisation the box is folded into the first layer, and vertex candidates use the coefficients
+    of the input recovered from it)."""
     from glsverify.verify import relu_split as RS
 
-    path, graph, runner = write_network(random_mlp(11, 64, [8, 24, 24], 3), tmp_path)
+    path, graph, runner = write_network(random_mlp(11, 64, [8, 24, 24], 3, normalise), tmp_path)
     centre = np.random.default_rng(11).random(64) * 0.5 + 0.25
     prop = threshold_property(graph, centre - 0.1, centre + 0.1, np.array([1.0, -1.0, 0.0]), 0.0, 11, shift=-1.0)
     net = graph.to(dtype=torch.float64)
