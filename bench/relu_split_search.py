@@ -1,6 +1,7 @@
 """ReLU-split branch and bound (beta-CROWN) variants on real VNN-COMP mnist_fc instances, measured in the
 same run: the multiplier search in float64 (the baseline), in float32, and in float32 with per-branch
-intermediate intervals (rebound, earlier layers split first: the default).
+intermediate intervals (rebound, earlier layers split first), these computed in float64 or in float32
+minus their rounding error (the default).
 
 For each instance and variant the case's root is bounded once; then each open polytope (easiest first) is
 searched to its end until the time cap. Reported per variant: the polytopes closed, the branches bounded,
@@ -37,7 +38,8 @@ INSTANCES = (("mnist-net_256x4.onnx", "prop_14_0.05.vnnlib"), ("mnist-net_256x6.
              ("mnist-net_256x4.onnx", "prop_13_0.05.vnnlib"))
 VARIANTS = {"float64 search": {"search_dtype": None, "rebound": False},
             "float32 search": {"search_dtype": torch.float32, "rebound": False},
-            "float32 + rebound": {"search_dtype": torch.float32, "rebound": True}}
+            "float32 + rebound (float64)": {"search_dtype": torch.float32, "rebound": True, "rebound_float32": False},
+            "float32 + rebound (rounded float32)": {"search_dtype": torch.float32, "rebound": True}}
 
 
 def run(folder: Path, onnx: str, vnnlib: str, variant: str, cap: float) -> dict:
@@ -71,7 +73,8 @@ def run(folder: Path, onnx: str, vnnlib: str, variant: str, cap: float) -> dict:
 
 def table(rows: list[dict], cap: float, threads: int) -> list[str]:
     """The markdown report; speed-ups and times are against the first variant of each instance."""
-    lines = ["# ReLU-split search variants: float64 search (baseline), float32 search, float32 + rebound", "",
+    lines = ["# ReLU-split search variants: float64 search (baseline), float32 search, float32 + rebound "
+             "(intervals in float64, or in float32 minus their rounding error)", "",
              f"Machine: {platform.machine()}, {threads} torch thread(s); cap {cap:.0f} s per instance "
              "and variant; `PYTHONPATH=. python bench/relu_split_search.py`", "",
              "| instance | variant | polytopes closed | branches | branches/s | speed-up (branches/s) | "

@@ -41,6 +41,7 @@ class BackwardContext:
     relaxer: Relaxer
     # sees A at every visited node; a returned tensor replaces it (beta-CROWN's split multipliers)
     visitor: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None
+    accumulate: torch.dtype | None = None  # sum the rules' constant terms in this dtype (default: A's)
 
 
 Rule = Callable[[Node, torch.Tensor, BackwardContext, int], tuple[list[torch.Tensor], torch.Tensor | float]]
@@ -229,7 +230,7 @@ def backward(start: int, A: torch.Tensor, ctx: BackwardContext) -> tuple[torch.T
             a = a if replaced is None else replaced
         node = ctx.graph.nodes[index]
         new_as, b = BACKWARD[node.kind](node, a, ctx, index)
-        bias = bias + b
+        bias = bias + (b.to(ctx.accumulate) if ctx.accumulate is not None and isinstance(b, torch.Tensor) else b)
         for source, new_a in zip(node.inputs, new_as):
             pending[source] = pending[source] + new_a if source in pending else new_a
     a_in = pending.get(0)

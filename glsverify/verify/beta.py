@@ -29,8 +29,9 @@ import torch
 
 from glsverify import graph as G
 from glsverify.bounds.activations import LinearRelaxation, default_relu_slope, relu_relaxation
-from glsverify.bounds.backward import BackwardContext, backward, concretize
+from glsverify.bounds.backward import BackwardContext, backward, concretize, dot_rows
 from glsverify.graph import Graph
+from glsverify.verify import rounding as R
 
 
 @dataclass
@@ -57,7 +58,8 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
                       lr_alpha: float = 0.1, lr_beta: float = 0.05,
                       mix: tuple[torch.Tensor, torch.Tensor, int] | None = None, start: int | None = None,
                       expired: Callable[[], bool] | None = None,
-                      search_dtype: torch.dtype | None = torch.float32) -> BetaResult:
+                      search_dtype: torch.dtype | None = torch.float32, rounded_float32: bool = False
+                      ) -> BetaResult:
     """Bound ``C @ f(x)`` from below on every branch; shapes: intervals/splits ``[Q, N]`` per ReLU
     input node, ``C [R, n_out]`` (or ``[Q, R, n_out]``: rows of each branch's own), box
     ``[*input_shape]`` (shared) or ``[Q, *input_shape]``.
@@ -68,7 +70,9 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
     ``lower [Q, groups]`` already has ``lambda^T d_g`` subtracted. ``start`` bounds rows of an
     intermediate node instead of the output (``C [R, size of that node]``). ``expired()`` ends the
     optimisation early (the bound of the best multipliers so far is returned). ``search_dtype`` is
-    the dtype of the search (None: ``C``'s); the returned bound is always computed in ``C``'s dtype.
+    the dtype of the search (None: ``C``'s); the returned bound is computed in ``C``'s dtype, or, with
+    ``rounded_float32`` where :mod:`glsverify.verify.rounding` applies, in float32 minus a bound on
+    its rounding error (still sound, slightly looser; returned in ``C``'s dtype).
     """
     q = next(iter(splits.values())).shape[0]
     rows = C.shape[-2] if mix is None else mix[2]
@@ -107,18 +111,54 @@ def alpha_beta_bounds(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Te
     if searching:
         params, last, seen = _search(final.cast(work_dtype), params, iterations,
                                      {"a": lr_alpha, "b": lr_beta, "m": 0.5}, expired)
+    if rounded_float32 and mix is None and not any(name[0] == "b" for name in params):
+        fast = final.rounded()
+        if fast is not None:
+            final = fast
     with torch.no_grad():
-        bound = final({name: p.detach().to(final_dtype) for name, p in params.items()})
+        bound = final({name: p.detach().to(final.dtype) for name, p in params.items()}).to(final_dtype)
     last = {name: p.expand(q, rows, *p.shape[2:]) if name[0] == "a" else p for name, p in last.items()}
     seen = final.seen if seen is None else seen
 
-    def per_branch(a: torch.Tensor) -> torch.Tensor:
-        return a.detach().to(final_dtype).expand(1, q, rows, *a.shape[3:]).reshape(q, rows, -1)
+    def per_branch(a: torch.Tensor) -> torch.Tensor:  # views (the search's dtype): branching only reads them
+        return a.detach().expand(1, q, rows, *a.shape[3:]).reshape(q, rows, -1)
 
     relu_coeffs = {k: per_branch(seen[relu]) for k, relu in relu_of.items() if relu in seen}
     return BetaResult(bound, {int(n[1:]): p for n, p in last.items() if n.startswith("a")},
                       {int(n[1:]): p for n, p in last.items() if n.startswith("b")},
-                      relu_coeffs, per_branch(seen[0]), final.input_radius)
+                      relu_coeffs, per_branch(seen[0]), None if final.input_radius is None
+                      else final.input_radius.to(final_dtype))
+
+
+def _prepared_weights(graph: Graph, box: tuple[torch.Tensor, torch.Tensor] | None, first: int | None,
+                      fold_dtype: torch.dtype, dtype: torch.dtype) -> tuple[dict, torch.Tensor | None, dict]:
+    """The graph's weights with the shared ``box`` folded into its first linear layer (in
+    ``fold_dtype``; x = centre + radius * t, t in [-1, 1]^n, so that the box's minimum is the bias minus
+    the coefficients' L1 norm: no |A| or A @ centre pass over the widest coefficients, 1.1x the
+    branches per second on mnist 256x4 prop_0_0.05), cast to ``dtype``, the radius (None: not
+    folded) and a dict for what callers derive from them. Cached on the graph: a search asks
+    thousands of times for the same box."""
+    cache = graph.__dict__.setdefault("_prepared_weights", [])
+    versions = tuple((id(t), t._version) for t in graph.params.values())
+    for entry in cache:
+        key, value = entry
+        if key[:3] == (versions, fold_dtype, dtype) and ((box is None and key[3] is None) or (
+                box is not None and key[3] is not None and all(torch.equal(a, b) for a, b in zip(box, key[3])))):
+            return value
+    weights = {name: w.to(fold_dtype) for name, w in graph.lead_weights(None, False).items()}
+    radius = None
+    if box is not None and first is not None:
+        lower, upper = (t.to(fold_dtype).flatten() for t in box)
+        if bool((upper > lower).all()):
+            radius = (upper - lower) / 2
+            node = graph.nodes[first]
+            w_key, b_key = node.params["weight"], node.params["bias"]
+            weights[b_key] = weights[b_key] + weights[w_key] @ ((upper + lower) / 2)
+            weights[w_key] = weights[w_key] * radius
+    value = ({name: w.to(dtype) for name, w in weights.items()}, radius, {})
+    cache.append(((versions, fold_dtype, dtype, None if box is None else tuple(t.clone() for t in box)), value))
+    del cache[:-6]
+    return value
 
 
 def _first_linear(graph: Graph) -> int | None:
@@ -183,7 +223,10 @@ class _Evaluator:
     def __init__(self, graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, C: torch.Tensor,
                  intervals: dict, splits: dict, relu_of: dict[int, int], mix, start: int, q: int, rows: int,
                  dtype: torch.dtype):
-        self.graph, self.q, self.rows, self.start = graph, q, rows, start
+        self.graph, self.q, self.rows, self.start, self.dtype = graph, q, rows, start, dtype
+        self.first = None
+        self.slack: dict[int, torch.Tensor] | None = None  # linear node -> S (rounded float32 only)
+        self.slack_sum: torch.Tensor | float = 0.0
         ctx_intervals: list = [None] * len(graph.nodes)
         for k, (lo, hi) in intervals.items():
             shape = graph.nodes[k].shape
@@ -195,23 +238,12 @@ class _Evaluator:
             base = relu_relaxation(lo, hi, alpha=torch.zeros((), dtype=dtype, device=lo.device))
             self.fixed[relu] = ((lo < 0) & (hi > 0), base)
         self.signs = {k: s.to(dtype).unsqueeze(1) for k, s in splits.items() if bool((s != 0).any())}
-        weights = {name: w.to(dtype) for name, w in graph.lead_weights(None, False).items()}
         shared_box = box_lower.dim() == len(graph.input_shape)
         self.lower = box_lower.to(dtype).view(1, 1 if shared_box else q, *graph.input_shape)
         self.upper = box_upper.to(dtype).view(1, 1 if shared_box else q, *graph.input_shape)
-        self.input_radius = None
-        first = _first_linear(graph) if shared_box else None
-        radius = ((self.upper - self.lower) / 2).flatten()
-        if first is not None and bool((radius > 0).all()):
-            # x = centre + radius * t, t in [-1, 1]^n, folded into the first linear layer: the box's
-            # minimum is then the bias minus the coefficients' L1 norm (no |A| or A @ centre pass over
-            # the widest coefficients; 1.1x the branches per second on mnist 256x4 prop_0_0.05)
-            node = graph.nodes[first]
-            w_key, b_key = node.params["weight"], node.params["bias"]
-            centre = ((self.upper + self.lower) / 2).flatten()
-            weights[b_key] = weights[b_key] + weights[w_key] @ centre
-            weights[w_key] = weights[w_key] * radius
-            self.input_radius = radius
+        self.box = (box_lower, box_upper) if shared_box else None
+        self.first = _first_linear(graph) if shared_box else None
+        weights, self.input_radius, _ = _prepared_weights(graph, self.box, self.first, dtype, dtype)
         self.seen: dict[int, torch.Tensor] = {}
         self.params: dict[str, torch.Tensor] = {}
         self.ctx = BackwardContext(graph, ctx_intervals, weights, self._relax, self._visit)
@@ -234,11 +266,46 @@ class _Evaluator:
                        for i, (unstable, r) in self.fixed.items()}
         other.signs = {k: to(s) for k, s in self.signs.items()}
         intervals = [None if pair is None else (to(pair[0]), to(pair[1])) for pair in self.ctx.intervals]
-        weights = {name: to(w) for name, w in self.ctx.weights.items()}
-        other.seen, other.params = {}, {}
+        weights = _prepared_weights(self.graph, self.box, self.first, self.dtype, dtype)[0]
+        other.seen, other.params, other.dtype = {}, {}, dtype
         other.ctx = BackwardContext(self.graph, intervals, weights, other._relax, other._visit)
         other.lower, other.upper, other.C = to(self.lower), to(self.upper), to(self.C)
         other.mix = None if self.mix is None else (to(self.mix[0]), self.mix[1])
+        return other
+
+    def rounded(self) -> "_Evaluator | None":
+        """This bound evaluated in float32 minus its rounding error (:mod:`glsverify.verify.rounding`),
+        or None where that does not apply."""
+        if self.input_radius is None or not R.float32_is_exact_enough(self.graph, self.start, self.first):
+            return None
+        limit = torch.finfo(torch.float32).max / 1e6  # NaN or beyond float32: stay in float64
+        magnitudes = [t.abs().amax() for pair in self.ctx.intervals if pair is not None for t in pair]
+        if not bool((torch.stack(magnitudes) <= limit).all()) or not bool((self.C.abs() <= limit).all()):
+            return None
+        other = self.cast(torch.float32)
+        intercepts = {}
+        for index, (unstable, base) in self.fixed.items():
+            k = self.graph.nodes[index].inputs[0]
+            lower, upper = (t.unsqueeze(2) for t in self.ctx.intervals[k])
+            lines, intercepts[index] = R.sound_upper_lines(base, unstable, lower, upper)
+            other.fixed[index] = (unstable, lines)
+        other.slack = {}
+        layers = _prepared_weights(self.graph, self.box, self.first, self.dtype, torch.float32)[2]
+        for index, node in enumerate(self.graph.nodes[:self.start + 1]):
+            if node.kind != G.LINEAR:
+                continue
+            if index not in layers:
+                w_key, b_key = node.params["weight"], node.params["bias"]
+                layers[index] = R.layer_slack(self.ctx.weights[w_key], other.ctx.weights[w_key],
+                                              self.ctx.weights[b_key], other.ctx.weights[b_key], index == self.first)
+            below = None
+            if index != self.first:
+                relu = node.inputs[0]
+                lower, upper = self.ctx.intervals[self.graph.nodes[relu].inputs[0]]
+                below = (lower.flatten(2), upper.flatten(2), intercepts[relu].flatten(2))
+            other.slack[index] = R.slack_vector(layers[index], below)
+        other.ctx.accumulate = torch.float64
+        other.dtype = torch.float32
         return other
 
     def _relax(self, index: int, node, lower, upper) -> LinearRelaxation:
@@ -250,6 +317,8 @@ class _Evaluator:
 
     def _visit(self, index: int, a: torch.Tensor):
         self.seen[index] = a
+        if self.slack is not None and index in self.slack:
+            self.slack_sum = self.slack_sum + dot_rows(a.abs(), self.slack[index]).to(torch.float64)
         if index in self.signs and f"b{index}" in self.params:
             shape = a.shape
             return (a.reshape(1, self.q, self.rows, -1) - self.params[f"b{index}"] * self.signs[index]).reshape(shape)
@@ -266,7 +335,12 @@ class _Evaluator:
             weights = torch.softmax(params["mix"].masked_fill(~member, -float("inf")), dim=-1)  # [Q, G, R]
             start_a = (weights @ self.C).view(1, self.q, self.rows, *self.out_shape)
             offset = weights @ d
+        self.slack_sum = 0.0
         a_in, bias = backward(self.start, start_a, self.ctx)
+        if self.slack is not None:  # rounded float32: the bias was summed in float64
+            norm = a_in.flatten(3).abs().sum(-1).to(torch.float64)  # float32 vector_norm is 1.4x slower
+            error = norm * R.gamma(a_in[0, 0, 0].numel()) + self.slack_sum
+            return (bias - norm - R.SLACK_SAFETY * error)[0]
         if self.input_radius is not None:  # coefficients of t in [-1, 1]
             return (bias - torch.linalg.vector_norm(a_in.flatten(3), ord=1, dim=-1))[0] - offset
         return concretize(a_in, bias, self.lower, self.upper)[0] - offset

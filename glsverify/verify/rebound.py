@@ -30,8 +30,8 @@ CHUNK_BYTES = 16 << 20
 
 def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, intervals: Intervals,
             splits: dict[int, torch.Tensor], points: list[int], iterations: int = 0,
-            chunk_bytes: int = CHUNK_BYTES, expired: Callable[[], bool] | None = None
-            ) -> tuple[Intervals, torch.Tensor]:
+            chunk_bytes: int = CHUNK_BYTES, expired: Callable[[], bool] | None = None,
+            rounded_float32: bool = True) -> tuple[Intervals, torch.Tensor]:
     """Tightened ``[Q, N]`` intervals for every ReLU-input node after the first, layer by layer (each
     layer is bounded with the tightened intervals of the earlier ones), and a ``[Q]`` mask of the
     branches that may contain an input (False: some interval is empty, the branch is infeasible).
@@ -40,7 +40,9 @@ def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, inte
     are 40 % of those unstable in some branch of a batch); the first layer is left as it is (the root's bound of an
     affine function of the box is exact). ``iterations`` > 0 optimises the slopes per neuron
     (alpha-CROWN: the root's intervals; below the root plain CROWN is what pays). ``expired()`` stops
-    early: the layers not reached keep their given intervals (still valid, only looser)."""
+    early: the layers not reached keep their given intervals (still valid, only looser). Without
+    slope iterations, ``rounded_float32`` evaluates each bound in float32 minus its rounding error
+    where :mod:`glsverify.verify.rounding` applies."""
     out = dict(intervals)
     q = next(iter(splits.values())).shape[0]
     feasible = torch.ones(q, dtype=torch.bool, device=box_lower.device)
@@ -68,7 +70,7 @@ def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, inte
             bound = alpha_beta_bounds(graph, box_lower, box_upper, torch.cat([rows, -rows], dim=1),
                                       {j: (out[j][0][part], out[j][1][part]) for j in earlier},
                                       {j: splits[j][part] for j in earlier}, iterations=iterations, start=k,
-                                      expired=expired).lower
+                                      expired=expired, rounded_float32=rounded_float32).lower
             lo[part] = lo[part].scatter_reduce(1, neurons, bound[:, :width], reduce="amax")
             hi[part] = hi[part].scatter_reduce(1, neurons, -bound[:, width:], reduce="amin")
         feasible &= ~(lo > hi + PROOF_MARGIN).any(dim=1)  # empty by more than float64 rounding
