@@ -139,7 +139,7 @@ def _prepared_weights(graph: Graph, box: tuple[torch.Tensor, torch.Tensor] | Non
     folded) and a dict for what callers derive from them. Cached on the graph: a search asks
     thousands of times for the same box."""
     cache = graph.__dict__.setdefault("_prepared_weights", [])
-    versions = tuple((id(t), t._version) for t in graph.params.values())
+    versions = tuple((id(t), t.data_ptr(), t._version) for t in graph.params.values())
     for entry in cache:
         key, value = entry
         if key[:3] == (versions, fold_dtype, dtype) and ((box is None and key[3] is None) or (
@@ -281,6 +281,8 @@ class _Evaluator:
         limit = torch.finfo(torch.float32).max / 1e6  # NaN or beyond float32: stay in float64
         magnitudes = [t.abs().amax() for pair in self.ctx.intervals if pair is not None for t in pair]
         if not bool((torch.stack(magnitudes) <= limit).all()) or not bool((self.C.abs() <= limit).all()):
+            return None
+        if not torch.equal(self.C.to(torch.float32).to(self.C.dtype), self.C):  # rows must stay the same rows
             return None
         other = self.cast(torch.float32)
         intercepts = {}

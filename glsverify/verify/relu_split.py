@@ -9,8 +9,9 @@ unsafe polytopes are all proved empty. Children inherit their parent's alpha and
 
 Intermediate intervals: where it pays (few unstable first-layer neurons for the input's dimension,
 as on MNIST) each branch's are recomputed under its splits (:mod:`glsverify.verify.rebound`) and
-inherited by its children, and earlier layers are split first; otherwise every branch uses the
-root's, clamped by its splits, and stores only the splits.
+inherited by its children (in float32 with a rounding-error bound, :mod:`glsverify.verify.rounding`),
+and earlier layers are split first; otherwise every branch uses the root's, clamped by its splits,
+and stores only the splits.
 
 Branching (BaBSR-style): split the unstable unsplit neuron whose upper-relaxation intercept costs the
 most in the row closest to a proof, ``|min(A, 0)| * (-l u / (u - l))`` with ``A`` the coefficient of

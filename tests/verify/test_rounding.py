@@ -20,6 +20,7 @@ def _scaled_branches(seed: int, scale: float):
     graph, lower, upper, C, points, splits, intervals, anchors = _branches(seed, q=6, normalise=False)
     for name in graph.params:  # larger weights: larger float32 errors
         graph.params[name] = graph.params[name] * scale
+    C = C.to(torch.float32).to(torch.float64)  # rows that float32 holds (others stay in float64)
     return _branches_again(graph, lower, upper, C, points, splits, anchors)
 
 
@@ -87,3 +88,16 @@ def test_rounded_upper_lines_hold_at_both_ends(lower, upper):
     assert torch.equal(bias, intercept)
     assert float(slope * lo + bias) >= 0.0
     assert float(slope * hi + bias) >= float(hi)
+
+
+def test_rows_that_float32_cannot_hold_are_bounded_in_float64():
+    """A float32 evaluation would bound rounded rows, not the given ones: those stay in float64."""
+    graph, lower, upper, C, points, splits, intervals, anchors = _branches(5, q=3, normalise=False)
+    C = C + 1e-12  # not float32 numbers
+    exact = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, iterations=0).lower
+    fast = alpha_beta_bounds(graph, lower, upper, C, intervals, splits, iterations=0, rounded_float32=True).lower
+    assert torch.equal(fast, exact)
+    rows = C.to(torch.float32).to(torch.float64)
+    assert not torch.equal(alpha_beta_bounds(graph, lower, upper, rows, intervals, splits, iterations=0,
+                                             rounded_float32=True).lower,
+                           alpha_beta_bounds(graph, lower, upper, rows, intervals, splits, iterations=0).lower)
