@@ -101,3 +101,8 @@ def test_rows_that_float32_cannot_hold_are_bounded_in_float64():
     assert not torch.equal(alpha_beta_bounds(graph, lower, upper, rows, intervals, splits, iterations=0,
                                              rounded_float32=True).lower,
                            alpha_beta_bounds(graph, lower, upper, rows, intervals, splits, iterations=0).lower)
+
+
+def test_gamma_grows_with_the_sum_length_and_gives_up_past_its_range():
+    assert 0 < R.gamma(1) < R.gamma(256) < R.gamma(784) < 1e-4
+    assert R.gamma(1 << 23) == float("inf")
