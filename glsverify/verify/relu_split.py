@@ -76,6 +76,10 @@ class Branches:
     beta: dict[int, torch.Tensor]  # ReLU-input node -> [Q, R, N]
     root: dict[int, tuple[torch.Tensor, torch.Tensor]]  # ReLU-input node -> the root's [1, N] interval
     own: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None  # [Q, N] intervals, when rebounding
+    # [Q]: the first ReLU layer (position in the split points) whose own intervals may be out of date. A
+    # child differs from its freshly rebounded parent by one split at layer m, which cannot change the
+    # intervals of layers up to m (None: every layer)
+    stale: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return next(iter(self.splits.values())).shape[0]
@@ -101,7 +105,7 @@ class Branches:
     def take(self, index: torch.Tensor) -> "Branches":
         own = None if self.own is None else {k: (lo[index], hi[index]) for k, (lo, hi) in self.own.items()}
         return Branches(*({k: v[index] for k, v in part.items()} for part in (self.splits, self.alpha, self.beta)),
-                        self.root, own)
+                        self.root, own, None if self.stale is None else self.stale[index])
 
     @staticmethod
     def cat(parts: list["Branches"]) -> "Branches":
@@ -109,8 +113,11 @@ class Branches:
         own = None
         if parts[0].own is not None:
             own = {k: tuple(torch.cat([p.own[k][i] for p in parts]) for i in range(2)) for k in parts[0].own}
+        stale = None
+        if all(p.stale is not None for p in parts):
+            stale = torch.cat([p.stale for p in parts])
         return Branches(*({k: torch.cat([d[k] for d in dicts]) for k in dicts[0]} for dicts in fields),
-                        parts[0].root, own)
+                        parts[0].root, own, stale)
 
 
 def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
@@ -155,7 +162,8 @@ def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], 
         started = time.perf_counter()
         if branches.own is not None:
             own, feasible = rebound(graph, case.lower, case.upper, branches.intervals(), branches.splits, points,
-                                    expired=deadline.expired, rounded_float32=options.rebound_float32)
+                                    expired=deadline.expired, rounded_float32=options.rebound_float32,
+                                    stale=branches.stale)
             branches = Branches(branches.splits, branches.alpha, branches.beta, branches.root, own)
             if not bool(feasible.all()):  # no input reaches these branches: closed
                 branches = branches.take(torch.nonzero(feasible).squeeze(1))
@@ -327,8 +335,9 @@ def _child(parent: Branches, where: torch.Tensor, offsets: torch.Tensor, points:
         here = torch.nonzero(layer == li).squeeze(1)
         if here.numel() > 0:
             splits[k][here, where[here] - offsets[li]] = sign
-    own = None  # when rebounding: the parent's intervals with the new split's clamped
+    own = stale = None  # when rebounding: the parent's intervals with the new split's clamped
     if parent.own is not None:
         own = {k: (torch.where(splits[k] > 0, lo.clamp(min=0), lo), torch.where(splits[k] < 0, hi.clamp(max=0), hi))
                for k, (lo, hi) in parent.own.items()}
-    return Branches(splits, parent.alpha, parent.beta, parent.root, own)
+        stale = layer + 1
+    return Branches(splits, parent.alpha, parent.beta, parent.root, own, stale)
