@@ -176,10 +176,17 @@ def _first_linear(graph: Graph) -> int | None:
     return None
 
 
-def _fits(dtype: torch.dtype, *tensors: torch.Tensor) -> bool:
-    """Whether every finite value of ``tensors`` is within ``dtype``'s range (with room to add up)."""
+def _fits(dtype: torch.dtype, *tensors: torch.Tensor, finite: bool = False) -> bool:
+    """Whether every finite value of ``tensors`` is within ``dtype``'s range (with room to add up);
+    with ``finite``, also whether there are no infinite or NaN values."""
     limit = torch.finfo(dtype).max / 1e6
-    return all(bool((t[torch.isfinite(t)].abs() <= limit).all()) for t in tensors)
+    for t in tensors:
+        magnitude = t.abs()
+        if not finite:
+            magnitude = torch.where(torch.isfinite(magnitude), magnitude, torch.zeros_like(magnitude))
+        if not bool(magnitude.amax() <= limit):  # NaN compares False
+            return False
+    return True
 
 
 def _search(evaluate: "_Evaluator", params: dict[str, torch.Tensor], iterations: int, lrs: dict[str, float],
@@ -255,15 +262,17 @@ class _Evaluator:
             member = owner.unsqueeze(0) == torch.arange(groups, device=owner.device).unsqueeze(1)  # [G, R]
             self.mix = (d.to(dtype), member)
 
-    def cast(self, dtype: torch.dtype) -> "_Evaluator":
-        """The same bound computed in ``dtype`` (a separate evaluator; the lines are cast, not rebuilt)."""
+    def cast(self, dtype: torch.dtype, fixed: dict | None = None) -> "_Evaluator":
+        """The same bound computed in ``dtype`` (a separate evaluator; the lines are cast, not rebuilt,
+        unless ``fixed`` gives them already in ``dtype``)."""
         other = copy.copy(self)
 
         def to(t: torch.Tensor) -> torch.Tensor:
             return t.to(dtype)
 
-        other.fixed = {i: (unstable, LinearRelaxation(to(r.lower_slope), None, to(r.upper_slope), to(r.upper_bias)))
-                       for i, (unstable, r) in self.fixed.items()}
+        other.fixed = fixed if fixed is not None else {
+            i: (unstable, LinearRelaxation(to(r.lower_slope), None, to(r.upper_slope), to(r.upper_bias)))
+            for i, (unstable, r) in self.fixed.items()}
         other.signs = {k: to(s) for k, s in self.signs.items()}
         intervals = [None if pair is None else (to(pair[0]), to(pair[1])) for pair in self.ctx.intervals]
         weights = _prepared_weights(self.graph, self.box, self.first, self.dtype, dtype)[0]
@@ -278,19 +287,18 @@ class _Evaluator:
         or None where that does not apply."""
         if self.input_radius is None or not R.float32_is_exact_enough(self.graph, self.start, self.first):
             return None
-        limit = torch.finfo(torch.float32).max / 1e6  # NaN or beyond float32: stay in float64
-        magnitudes = [t.abs().amax() for pair in self.ctx.intervals if pair is not None for t in pair]
-        if not bool((torch.stack(magnitudes) <= limit).all()) or not bool((self.C.abs() <= limit).all()):
+        intervals = [t for pair in self.ctx.intervals if pair is not None for t in pair]
+        if not _fits(torch.float32, self.C, *intervals, finite=True):  # NaN, inf or beyond float32: float64
             return None
         if not torch.equal(self.C.to(torch.float32).to(self.C.dtype), self.C):  # rows must stay the same rows
             return None
-        other = self.cast(torch.float32)
-        intercepts = {}
+        fixed, intercepts = {}, {}
         for index, (unstable, base) in self.fixed.items():
             k = self.graph.nodes[index].inputs[0]
             lower, upper = (t.unsqueeze(2) for t in self.ctx.intervals[k])
             lines, intercepts[index] = R.sound_upper_lines(base, unstable, lower, upper)
-            other.fixed[index] = (unstable, lines)
+            fixed[index] = (unstable, lines)
+        other = self.cast(torch.float32, fixed)
         other.slack = {}
         layers = _prepared_weights(self.graph, self.box, self.first, self.dtype, torch.float32)[2]
         for index, node in enumerate(self.graph.nodes[:self.start + 1]):
@@ -307,7 +315,6 @@ class _Evaluator:
                 below = (lower.flatten(2), upper.flatten(2), intercepts[relu].flatten(2))
             other.slack[index] = R.slack_vector(layers[index], below)
         other.ctx.accumulate = torch.float64
-        other.dtype = torch.float32
         return other
 
     def _relax(self, index: int, node, lower, upper) -> LinearRelaxation:
