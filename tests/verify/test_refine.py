@@ -1,0 +1,113 @@
+"""Refining the root's intervals by branch and bound: refined intervals still hold every value the
+network takes on the box, only shrink, and a side that an input reaches is never proved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from glsverify.verify import refine as RF
+from glsverify.verify import relu_split as RS
+from glsverify.verify.deadline import Deadline
+from glsverify.verify.input_split import relu_inputs
+from glsverify.verify.problem import CaseProblem
+from glsverify.verify.witness import WitnessChecker
+from tests.verify.nets import random_mlp, threshold_property, write_network
+
+
+def _root_intervals(seed: int, normalise: bool = False):
+    """A 32-input network, a box of radius 0.15 and the root's alpha-CROWN intervals."""
+    net = random_mlp(seed, 32, [16, 16, 16], 3, normalise).to(dtype=torch.float64)
+    centre = torch.rand(32, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    lower, upper = centre - 0.15, centre + 0.15
+    case = CaseProblem(0, lower, upper, torch.eye(3, dtype=torch.float64)[:1], torch.zeros(1, dtype=torch.float64),
+                       torch.zeros(1, dtype=torch.long), 1)
+    points = relu_inputs(net)
+    root, _, _ = RS._root(net, case, points, RS.ReluSplitOptions(), Deadline(None))
+    assert root is not None
+    return net, lower, upper, points, root.root
+
+
+def _values(net, lower, upper, points, seed: int, extra: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+    """Pre-activations at random points, random vertices and ``extra`` points of the box."""
+    gen = torch.Generator().manual_seed(seed + 7)
+    uniform = lower + (upper - lower) * torch.rand(4000, lower.numel(), generator=gen, dtype=torch.float64)
+    corners = torch.where(torch.rand(4000, lower.numel(), generator=gen) < 0.5, lower, upper)
+    x = torch.cat([uniform, corners] + ([extra.reshape(-1, lower.numel())] if extra is not None else []))
+    with torch.no_grad():
+        every = net.forward_all(x)
+    return {k: every[k].reshape(x.shape[0], -1) for k in points}
+
+
+def _prove(per_neuron_s: float = 0.5) -> RF.RefineOptions:
+    return RF.RefineOptions(per_neuron_s=per_neuron_s)
+
+
+@pytest.mark.parametrize("seed,normalise", [(0, False), (1, False), (3, True), (7, False)])
+def test_refined_intervals_hold_every_sampled_value_and_only_shrink(seed, normalise):
+    net, lower, upper, points, intervals = _root_intervals(seed, normalise)
+    tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
+                                        RS._bound_prover(RS.ReluSplitOptions()), _prove())
+    assert report.proved > 0  # something was refined, so the containment below is tested
+    values = _values(net, lower, upper, points, seed)
+    for k in points:
+        (lo, hi), (old_lo, old_hi) = tight[k], intervals[k]
+        assert bool((lo >= old_lo).all() and (hi <= old_hi).all())
+        assert bool((values[k] >= lo - 1e-9).all() and (values[k] <= hi + 1e-9).all())
+    unstable = lambda pair: int(((pair[0] < 0) & (pair[1] > 0)).sum())  # noqa: E731
+    assert sum(map(unstable, tight.values())) < sum(map(unstable, intervals.values()))
+
+
+def test_a_side_that_an_input_reaches_is_never_proved(monkeypatch):
+    """With the PGD filter off, every side of every unstable neuron is handed to the prover; the
+    sides that sampled inputs reach must all fail (an always-true prover fails this test)."""
+    net, lower, upper, points, intervals = _root_intervals(1)
+    monkeypatch.setattr(RF, "attained_range", lambda graph, lo, hi, neurons, options, gen:
+                        (torch.zeros(len(neurons), dtype=lo.dtype), torch.zeros(len(neurons), dtype=lo.dtype)))
+    tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(120),
+                                        RS._bound_prover(RS.ReluSplitOptions()), _prove(0.3))
+    values = _values(net, lower, upper, points, 1)
+    reached_both = 0
+    for k in points[1:]:
+        lo, hi = intervals[k]
+        unstable = (lo[0] < 0) & (hi[0] > 0)
+        reached_both += int((unstable & (values[k] > 0).any(0) & (values[k] < 0).any(0)).sum())
+        assert bool((values[k] >= tight[k][0] - 1e-9).all() and (values[k] <= tight[k][1] + 1e-9).all())
+    assert reached_both > 0  # some tried sides are reached by samples: a wrong proof would show
+    assert report.proved < sum(layer["tried"] for layer in report.layers)
+
+
+def test_attained_values_are_values_of_the_network():
+    net, lower, upper, points, intervals = _root_intervals(0)
+    sub = RF.truncated(net, points[1])
+    neurons = torch.arange(4)
+    top, bottom = RF.attained_range(sub, lower, upper, neurons, RF.RefineOptions(), torch.Generator().manual_seed(0))
+    lo, hi = intervals[points[1]]
+    assert bool((bottom <= top).all())
+    assert bool((top <= hi[0, :4] + 1e-9).all() and (bottom >= lo[0, :4] - 1e-9).all())
+
+
+def test_the_truncated_graph_outputs_its_node():
+    net, lower, upper, points, _ = _root_intervals(0)
+    x = lower + (upper - lower) * torch.rand(5, 32, dtype=torch.float64)
+    for k in points:
+        assert torch.equal(RF.truncated(net, k).forward(x), net.forward_all(x)[k])
+
+
+@pytest.mark.parametrize("shift,expected", [(-1.0, "unsat"), (-0.5, "sat")])
+def test_relu_split_with_refinement_answers_like_without(tmp_path, shift, expected):
+    """64 inputs and 12 first-layer neurons: rebounding pays, so the refinement runs (and proves two
+    neurons stable) before the search."""
+    path, graph, runner = write_network(random_mlp(1, 64, [12, 12, 12], 3, normalise=False), tmp_path)
+    centre = np.random.default_rng(1).random(64) * 0.5 + 0.25
+    prop = threshold_property(graph, centre - 0.15, centre + 0.15, np.array([1.0, -1.0, 0.0]), 0.0, 1, shift=shift)
+    net = graph.to(dtype=torch.float64)
+    case, checker = CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
+    options = RS.ReluSplitOptions(refine=RF.RefineOptions(min_seconds=0.0, per_neuron_s=0.3))
+    refined = RS.relu_split(net, case, checker, Deadline(60), options)
+    plain = RS.relu_split(net, case, checker, Deadline(60), RS.ReluSplitOptions(refine=None))
+    assert refined.result == plain.result == expected
+    if expected == "sat":
+        assert checker.check(refined.counterexample.x, 0) is not None
+    assert sum(layer["proved"] for layer in refined.stats["refined"]) > 0  # it ran and tightened
