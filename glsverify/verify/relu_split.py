@@ -11,7 +11,9 @@ Intermediate intervals: where it pays (few unstable first-layer neurons for the 
 as on MNIST) each branch's are recomputed under its splits (:mod:`glsverify.verify.rebound`) and
 inherited by its children (in float32 with a rounding-error bound, :mod:`glsverify.verify.rounding`),
 and earlier layers are split first; otherwise every branch uses the root's, clamped by its splits,
-and stores only the splits.
+and stores only the splits. Where rebounding pays and the root leaves polytopes open with enough time
+left, the root's intervals are first refined (:mod:`glsverify.verify.refine`): small searches of this
+module over the earlier layers prove neurons stable that linear bounds leave unstable.
 
 Branching (BaBSR-style): split the unstable unsplit neuron whose upper-relaxation intercept costs the
 most in the row closest to a proof, ``|min(A, 0)| * (-l u / (u - l))`` with ``A`` the coefficient of
