@@ -26,16 +26,16 @@ from glsverify.verify.deadline import Deadline
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.rebound import Intervals, rebound
 
-# prove(truncated graph, case over its output, intervals of its ReLU inputs, those nodes, deadline):
-# True only when every polytope of the case is proved empty
-Prover = Callable[[Graph, CaseProblem, Intervals, list[int], Deadline], bool]
+# prove(truncated graph, case over its output, intervals of its ReLU inputs, those nodes, deadline,
+# branches per polytope) -> [P]: which of the case's one-row polytopes were each proved empty
+Prover = Callable[[Graph, CaseProblem, Intervals, list[int], Deadline, int], torch.Tensor]
 
 
 @dataclass
 class RefineOptions:
     min_seconds: float = 20.0  # refine only when at least this much time is left ...
     share: float = 0.5  # ... and spend at most this share of it
-    per_neuron_s: float = 1.0  # each neuron side's search
+    max_branches: int = 1000  # each neuron side's search, at most
     restarts: int = 8  # PGD starts per neuron and side (to skip sides that inputs reach)
     steps: int = 20
     alpha_iterations: int = 20  # alpha-CROWN re-bounding of later layers after a layer's proofs
@@ -75,21 +75,20 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
         lo, hi = out[k]
         unstable = torch.nonzero((lo[0] < 0) & (hi[0] > 0)).squeeze(1)
         reached_max, reached_min = attained_range(sub, box_lower, box_upper, unstable, options, generator)
-        tried = proved = 0
-        # sides no input reached, closest to 0 first (most likely proved, if time runs out)
-        sides = [(float(hi[0, j]), j, +1) for j, top in zip(unstable.tolist(), reached_max.tolist()) if top <= 0]
-        sides += [(float(-lo[0, j]), j, -1) for j, bottom in zip(unstable.tolist(), reached_min.tolist()) if bottom >= 0]
-        for _, j, sense in sorted(sides):
-            if deadline.expired():
-                break
-            tried += 1
-            if prove(sub, _side_case(box_lower, box_upper, lo.shape[1], j, sense), {p: out[p] for p in earlier},
-                     earlier, deadline.within(options.per_neuron_s)):
-                proved += 1
-                if sense > 0:
-                    hi[0, j] = 0.0  # z_j <= 0 on the box: inactive
-                else:
-                    lo[0, j] = 0.0  # z_j >= 0: active
+        # the sides of 0 that no input reached
+        sides = [(j, +1) for j, top in zip(unstable.tolist(), reached_max.tolist()) if top <= 0]
+        sides += [(j, -1) for j, bottom in zip(unstable.tolist(), reached_min.tolist()) if bottom >= 0]
+        tried, proved = len(sides), 0
+        if sides and not deadline.expired():
+            done = prove(sub, _side_case(box_lower, box_upper, lo.shape[1], sides), {p: out[p] for p in earlier},
+                         earlier, deadline, options.max_branches)
+            for (j, sense), ok in zip(sides, done.tolist()):
+                if ok:
+                    proved += 1
+                    if sense > 0:
+                        hi[0, j] = 0.0  # z_j <= 0 on the box: inactive
+                    else:
+                        lo[0, j] = 0.0  # z_j >= 0: active
         if proved and position + 1 < len(points) and not deadline.expired():
             zero = {p: torch.zeros_like(out[p][0], dtype=torch.int8) for p in points}
             out, _ = rebound(graph, box_lower, box_upper, out, zero, points, iterations=options.alpha_iterations,
@@ -100,14 +99,15 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
     return out, report
 
 
-def _side_case(box_lower: torch.Tensor, box_upper: torch.Tensor, n: int, neuron: int, sense: int) -> CaseProblem:
-    """The unsafe set ``z_neuron >= 0`` (sense +1) or ``z_neuron <= 0`` (sense -1) as a one-row polytope
-    ``C z <= d``: proving it empty proves the neuron stays on the other side of 0."""
-    C = torch.zeros(1, n, dtype=box_lower.dtype, device=box_lower.device)
-    C[0, neuron] = -float(sense)
-    d = torch.zeros(1, dtype=box_lower.dtype, device=box_lower.device)
-    owner = torch.zeros(1, dtype=torch.long, device=box_lower.device)
-    return CaseProblem(0, box_lower, box_upper, C, d, owner, 1)
+def _side_case(box_lower: torch.Tensor, box_upper: torch.Tensor, n: int, sides: list[tuple[int, int]]) -> CaseProblem:
+    """One one-row polytope ``C z <= d`` per side: ``z_neuron >= 0`` (sense +1) or ``z_neuron <= 0``
+    (sense -1). Proving one empty proves its neuron stays on the other side of 0."""
+    device = box_lower.device
+    C = torch.zeros(len(sides), n, dtype=box_lower.dtype, device=device)
+    for row, (neuron, sense) in enumerate(sides):
+        C[row, neuron] = -float(sense)
+    d = torch.zeros(len(sides), dtype=box_lower.dtype, device=device)
+    return CaseProblem(0, box_lower, box_upper, C, d, torch.arange(len(sides), device=device), len(sides))
 
 
 def attained_range(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, neurons: torch.Tensor,

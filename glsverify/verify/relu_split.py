@@ -29,7 +29,8 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from glsverify import graph as G
-from glsverify.bounds.interface import compute_bounds
+from glsverify.bounds.activations import default_relu_slope
+from glsverify.bounds.interface import PROOF_MARGIN, compute_bounds
 from glsverify.graph import Graph
 from glsverify.verify.beta import BetaResult, alpha_beta_bounds
 from glsverify.verify.deadline import Deadline
@@ -87,6 +88,9 @@ class Branches:
     # child differs from its freshly rebounded parent by one split at layer m, which cannot change the
     # intervals of layers up to m (None: every layer)
     stale: torch.Tensor | None = None
+    # [Q]: the polytope each branch works on, when one search proves many one-row polytopes separately
+    # (the refinement's sides, verify/refine.py); None: every branch works on all of them
+    target: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return next(iter(self.splits.values())).shape[0]
@@ -112,7 +116,8 @@ class Branches:
     def take(self, index: torch.Tensor) -> "Branches":
         own = None if self.own is None else {k: (lo[index], hi[index]) for k, (lo, hi) in self.own.items()}
         return Branches(*({k: v[index] for k, v in part.items()} for part in (self.splits, self.alpha, self.beta)),
-                        self.root, own, None if self.stale is None else self.stale[index])
+                        self.root, own, None if self.stale is None else self.stale[index],
+                        None if self.target is None else self.target[index])
 
     @staticmethod
     def cat(parts: list["Branches"]) -> "Branches":
@@ -120,11 +125,13 @@ class Branches:
         own = None
         if parts[0].own is not None:
             own = {k: tuple(torch.cat([p.own[k][i] for p in parts]) for i in range(2)) for k in parts[0].own}
-        stale = None
+        stale = target = None
         if all(p.stale is not None for p in parts):
             stale = torch.cat([p.stale for p in parts])
+        if parts[0].target is not None:
+            target = torch.cat([p.target for p in parts])
         return Branches(*({k: torch.cat([d[k] for d in dicts]) for k in dicts[0]} for dicts in fields),
-                        parts[0].root, own, stale)
+                        parts[0].root, own, stale, target)
 
 
 def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
@@ -193,8 +200,8 @@ def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], 
             found = _vertex_counterexample(graph, case, checker, result, keep)
             if found is not None:
                 return SearchOutcome("sat", found, {"branches": processed})
-            children, n_stuck = _split(case, branches, result, keep, points, options)
-            stuck += n_stuck
+            children, stuck_index = _split(case, branches, result, keep, points, options)
+            stuck += len(stuck_index)
             if children is not None:
                 stack.append(children)
                 open_count += len(children)
@@ -266,28 +273,77 @@ def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplit
     return Branches(splits, alpha, beta, root, root if options.rebound else None), narrowed, gaps[open_polytopes]
 
 
-class _TargetReached:
-    """Witness checker of a refinement search: a box vertex reaching the unsafe side ends it (the
-    neuron cannot be proved stable)."""
-
-    def check(self, x, case_index: int) -> bool:
-        return True
-
-
 def _bound_prover(options: ReluSplitOptions):
-    """The refinement's prover: this module's branch and bound on a truncated graph, from intervals
-    given for its ReLU inputs (verify/refine.py)."""
+    """The refinement's prover (verify/refine.py): this module's branch and bound on a truncated graph,
+    from intervals given for its ReLU inputs, proving each one-row polytope of a case empty on its own."""
     search_options = replace(options, per_polytope=False, refine=None)
 
-    def prove(graph: Graph, case: CaseProblem, intervals, points: list[int], deadline: Deadline) -> bool:
-        splits = {k: torch.zeros_like(intervals[k][0], dtype=torch.int8) for k in points}
-        beta = {k: torch.zeros(1, case.C.shape[0], intervals[k][0].shape[1],
-                               dtype=search_options.search_dtype or case.C.dtype, device=case.C.device)
-                for k in points}
-        root = Branches(splits, {}, beta, intervals, intervals)
-        return _search(graph, case, root, points, _TargetReached(), deadline, search_options).result == "unsat"
+    def prove(graph: Graph, case: CaseProblem, intervals, points: list[int], deadline: Deadline,
+              max_branches: int) -> torch.Tensor:
+        return _prove_each(graph, case, intervals, points, deadline, search_options, max_branches)
 
     return prove
+
+
+def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], deadline: Deadline,
+                options: ReluSplitOptions, max_branches: int) -> torch.Tensor:
+    """``[P]``: which one-row polytopes of ``case`` a branch and bound proves empty, each within
+    ``max_branches`` branches. Every branch works on one polytope (``Branches.target``) and all
+    polytopes' branches share bounding calls (one search per polytope was 5-10x the time per branch on
+    mnist). A polytope fails when a box vertex of one of its branches satisfies it, when a branch is
+    left with nothing to split, or when its branches run out; it is proved only when none of its
+    branches is left open."""
+    n = case.n_polytopes
+    device = case.C.device
+    failed = torch.zeros(n, dtype=torch.bool, device=device)
+    used = torch.zeros(n, dtype=torch.long, device=device)
+    target = torch.arange(n, device=device)
+    own = {k: (lo.expand(n, -1).clone(), hi.expand(n, -1).clone()) for k, (lo, hi) in intervals.items()}
+    splits = {k: torch.zeros(n, intervals[k][0].shape[1], dtype=torch.int8, device=device) for k in points}
+    beta = {k: torch.zeros(n, 1, intervals[k][0].shape[1], dtype=options.search_dtype or case.C.dtype, device=device)
+            for k in points}
+    alpha = {index: default_relu_slope(*intervals[node.inputs[0]]).unsqueeze(1).expand(n, 1, -1)
+             .to(options.search_dtype or case.C.dtype) for index, node in enumerate(graph.nodes)
+             if node.kind == G.RELU and node.inputs[0] in intervals}  # explicit: the root may be popped in parts
+    stack = [Branches(splits, alpha, beta, intervals, own, None, target)]
+    one_row = CaseProblem(case.index, case.lower, case.upper, case.C[:1], case.d[:1] * 0,
+                          torch.zeros(1, dtype=case.owner.dtype, device=device), 1)
+    batch = options.batch
+    while stack and not deadline.expired():
+        branches = pop_batch(stack, batch, Branches.cat)
+        used += torch.bincount(branches.target, minlength=n)
+        failed |= used > max_branches
+        branches = branches.take(torch.nonzero(~failed[branches.target]).squeeze(1))
+        if len(branches) == 0:
+            continue
+        started = time.perf_counter()
+        fresh, feasible = rebound(graph, case.lower, case.upper, branches.intervals(), branches.splits, points,
+                                  expired=deadline.expired, rounded_float32=options.rebound_float32,
+                                  stale=branches.stale)
+        branches = Branches(branches.splits, branches.alpha, branches.beta, branches.root, fresh, None, branches.target)
+        branches = branches.take(torch.nonzero(feasible).squeeze(1))  # no input reaches the others
+        if len(branches) == 0:
+            continue
+        rows = case.C[branches.target].unsqueeze(1)  # [Q, 1, n_out]: each branch's own row
+        result = alpha_beta_bounds(graph, case.lower, case.upper, rows, branches.intervals(), branches.splits,
+                                   branches.alpha, branches.beta, iterations=options.iterations,
+                                   expired=deadline.expired, search_dtype=options.search_dtype)
+        keep = result.lower[:, 0] - case.d[branches.target] - PROOF_MARGIN <= 0
+        if bool(keep.any()):
+            index = torch.nonzero(keep).squeeze(1)
+            vertices = lowest_corner(result.input_coeffs[index, 0], case.lower.flatten(), case.upper.flatten())
+            with torch.no_grad():
+                values = graph.forward(vertices.reshape(-1, *case.lower.shape)).flatten(1)
+            reached = (values * rows[index, 0]).sum(dim=1) <= case.d[branches.target[index]]
+            failed[branches.target[index[reached]]] = True
+            children, stuck = _split(one_row, branches, result, keep, points, options)
+            failed[branches.target[stuck]] = True
+            if children is not None:
+                stack.append(children.take(torch.nonzero(~failed[children.target]).squeeze(1)))
+        batch = _adapt(batch, time.perf_counter() - started, options)
+    left = torch.cat([b.target for b in stack]) if stack else target[:0]
+    failed[left] = True  # still open when time ran out
+    return ~failed
 
 
 def _pairs(lower: dict, upper: dict) -> dict:
@@ -333,10 +389,11 @@ def _vertex_counterexample(graph: Graph, case: CaseProblem, checker: WitnessChec
 
 
 def _split(case: CaseProblem, branches: Branches, result: BetaResult, keep: torch.Tensor,
-           points: list[int], options: ReluSplitOptions) -> tuple[Branches | None, int]:
+           points: list[int], options: ReluSplitOptions) -> tuple[Branches | None, torch.Tensor]:
     """Two children per open branch, split on the highest-scoring unstable unsplit neuron. (Filtered
     smart branching, which bounds the children of the top few candidates before choosing, was measured
-    on mnist 256x4 prop_14_0.05: trees of the same size, 40 % slower.)"""
+    on mnist 256x4 prop_14_0.05: trees of the same size, 40 % slower.) Also returns the indices of the
+    open branches left with no neuron to split (stuck)."""
     index = torch.nonzero(keep).squeeze(1)
     parent = branches.take(index)
     rows = _best_rows(case, result.lower[index])
@@ -344,16 +401,16 @@ def _split(case: CaseProblem, branches: Branches, result: BetaResult, keep: torc
     widths = [s.shape[1] for s in scores]
     best, where = torch.cat(scores, dim=1).max(dim=1)
     splittable = best >= 0
-    n_stuck = int((~splittable).sum())
+    stuck_index = index[~splittable]
     if not bool(splittable.any()):
-        return None, n_stuck
+        return None, stuck_index
     chosen = torch.nonzero(splittable).squeeze(1)
     parent = parent.take(chosen)
     alpha = {i: a[index][chosen] for i, a in result.alpha.items()}
     beta = {k: result.beta[k][index][chosen] if k in result.beta else parent.beta[k] for k in points}
-    parent = Branches(parent.splits, alpha, beta, parent.root, parent.own)
+    parent = Branches(parent.splits, alpha, beta, parent.root, parent.own, target=parent.target)
     offsets = torch.tensor([0] + widths, device=where.device).cumsum(0)
-    return Branches.cat([_child(parent, where[chosen], offsets, points, sign) for sign in (1, -1)]), n_stuck
+    return Branches.cat([_child(parent, where[chosen], offsets, points, sign) for sign in (1, -1)]), stuck_index
 
 
 def _scores(parent: Branches, result: BetaResult, index: torch.Tensor, rows: torch.Tensor,
@@ -387,4 +444,4 @@ def _child(parent: Branches, where: torch.Tensor, offsets: torch.Tensor, points:
         own = {k: (torch.where(splits[k] > 0, lo.clamp(min=0), lo), torch.where(splits[k] < 0, hi.clamp(max=0), hi))
                for k, (lo, hi) in parent.own.items()}
         stale = layer + 1
-    return Branches(splits, parent.alpha, parent.beta, parent.root, own, stale)
+    return Branches(splits, parent.alpha, parent.beta, parent.root, own, stale, parent.target)

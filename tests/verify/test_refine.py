@@ -40,8 +40,8 @@ def _values(net, lower, upper, points, seed: int, extra: torch.Tensor | None = N
     return {k: every[k].reshape(x.shape[0], -1) for k in points}
 
 
-def _prove(per_neuron_s: float = 0.5) -> RF.RefineOptions:
-    return RF.RefineOptions(per_neuron_s=per_neuron_s)
+def _prove(max_branches: int = 400) -> RF.RefineOptions:
+    return RF.RefineOptions(max_branches=max_branches)
 
 
 @pytest.mark.parametrize("seed,normalise", [(0, False), (1, False), (3, True), (7, False)])
@@ -66,7 +66,7 @@ def test_a_side_that_an_input_reaches_is_never_proved(monkeypatch):
     monkeypatch.setattr(RF, "attained_range", lambda graph, lo, hi, neurons, options, gen:
                         (torch.zeros(len(neurons), dtype=lo.dtype), torch.zeros(len(neurons), dtype=lo.dtype)))
     tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(120),
-                                        RS._bound_prover(RS.ReluSplitOptions()), _prove(0.3))
+                                        RS._bound_prover(RS.ReluSplitOptions()), _prove(200))
     values = _values(net, lower, upper, points, 1)
     reached_both = 0
     for k in points[1:]:
@@ -104,7 +104,7 @@ def test_relu_split_with_refinement_answers_like_without(tmp_path, shift, expect
     prop = threshold_property(graph, centre - 0.15, centre + 0.15, np.array([1.0, -1.0, 0.0]), 0.0, 1, shift=shift)
     net = graph.to(dtype=torch.float64)
     case, checker = CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
-    options = RS.ReluSplitOptions(refine=RF.RefineOptions(min_seconds=0.0, per_neuron_s=0.3))
+    options = RS.ReluSplitOptions(refine=RF.RefineOptions(min_seconds=0.0))
     refined = RS.relu_split(net, case, checker, Deadline(60), options)
     plain = RS.relu_split(net, case, checker, Deadline(60), RS.ReluSplitOptions(refine=None))
     assert refined.result == plain.result == expected
