@@ -5,9 +5,12 @@ makes 29 of 64 sampled unstable second-layer neurons of 256x4 (prop_5_0.05) posi
 neuron costs the main search splits and loosens every later layer's intervals. alpha-beta-CROWN
 refines these intervals with Gurobi MIPs before branching (its ``bab-refine`` mode on mnist_fc);
 HiGHS (scipy) did not improve a single bound of that layer in 1 s per neuron. Instead, layer by
-layer, each unstable neuron whose attained range (PGD) stays on one side of 0 gets a short ReLU-split
-search over the earlier layers that tries to prove it stays there, and later layers are then
-re-bounded with alpha-CROWN under the tightened intervals.
+layer, each unstable neuron whose attained range (PGD) stays on one side of 0 gets a ReLU-split
+search over the earlier layers (at most ``max_branches`` branches) that tries to prove it stays
+there; the searches of one layer share their bounding calls. Later layers are then re-bounded with
+alpha-CROWN under the tightened intervals. Measured (one thread): 256x4 prop_5_0.05 goes from root
+gaps of -0.62..-0.84 to a proof without branching (unsat in 26 s, a timeout before); on 256x6
+prop_8_0.05 the root gaps go from about -500 to -10 in 150 s, most of it spent on the last layer.
 
 Each proof is a complete branch and bound with sound bounds, so a refined interval contains every
 value the neuron takes on the box: tightening only ever removes values no input reaches.
