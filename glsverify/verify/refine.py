@@ -63,8 +63,9 @@ def truncated(graph: Graph, node: int) -> Graph:
 def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, intervals: Intervals,
                      points: list[int], deadline: Deadline, prove: Prover, options: RefineOptions | None = None,
                      generator: torch.Generator | None = None) -> tuple[Intervals, RefineReport]:
-    """``[1, N]`` intervals of every ReLU-input node, each inside the given one (refined in place of a
-    copy); ``points`` are the ReLU-input nodes in order. The first layer is exact already."""
+    """``[1, N]`` intervals of every ReLU-input node, each inside the given one (a refined copy: the
+    given ones are left as they are); ``points`` are the ReLU-input nodes in order. The first layer is
+    exact already."""
     options = options or RefineOptions()
     generator = generator or torch.Generator().manual_seed(0)
     out = {k: (lo.clone(), hi.clone()) for k, (lo, hi) in intervals.items()}
