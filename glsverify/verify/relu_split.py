@@ -186,14 +186,9 @@ def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], 
         processed += len(branches)
         started = time.perf_counter()
         if branches.own is not None:
-            own, feasible = rebound(graph, case.lower, case.upper, branches.intervals(), branches.splits, points,
-                                    expired=deadline.expired, rounded_float32=options.rebound_float32,
-                                    stale=branches.stale)
-            branches = Branches(branches.splits, branches.alpha, branches.beta, branches.root, own)
-            if not bool(feasible.all()):  # no input reaches these branches: closed
-                branches = branches.take(torch.nonzero(feasible).squeeze(1))
-                if len(branches) == 0:
-                    continue
+            branches = _rebounded(graph, case, branches, points, options, deadline)
+            if len(branches) == 0:
+                continue
         result = _bound(graph, case, branches, options, deadline)
         keep = _open(case, result)
         if bool(keep.any()):
@@ -212,6 +207,16 @@ def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], 
         return SearchOutcome("unknown", stats={"branches": processed,
                                                "reason": f"{stuck} branches with no unstable ReLU left"})
     return SearchOutcome("unsat", stats={"branches": processed})
+
+
+def _rebounded(graph: Graph, case: CaseProblem, branches: Branches, points: list[int], options: ReluSplitOptions,
+               deadline: Deadline) -> Branches:
+    """``branches`` with their own intervals recomputed under their splits, less those that no input
+    reaches (closed)."""
+    own, feasible = rebound(graph, case.lower, case.upper, branches.intervals(), branches.splits, points,
+                            expired=deadline.expired, rounded_float32=options.rebound_float32, stale=branches.stale)
+    fresh = Branches(branches.splits, branches.alpha, branches.beta, branches.root, own, None, branches.target)
+    return fresh if bool(feasible.all()) else fresh.take(torch.nonzero(feasible).squeeze(1))
 
 
 def _rebound_pays(root: Branches, points: list[int], case: CaseProblem) -> bool:
@@ -306,7 +311,8 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
              .to(options.search_dtype or case.C.dtype) for index, node in enumerate(graph.nodes)
              if node.kind == G.RELU and node.inputs[0] in intervals}  # explicit: the root may be popped in parts
     stack = [Branches(splits, alpha, beta, intervals, own, None, target)]
-    one_row = CaseProblem(case.index, case.lower, case.upper, case.C[:1], case.d[:1] * 0,
+    # _split picks, per branch, its row closest to a proof: with one row per branch, always row 0
+    one_row = CaseProblem(case.index, case.lower, case.upper, case.C[:1], case.d[:1],
                           torch.zeros(1, dtype=case.owner.dtype, device=device), 1)
     batch = options.batch
     while stack and not deadline.expired():
@@ -317,11 +323,7 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
         if len(branches) == 0:
             continue
         started = time.perf_counter()
-        fresh, feasible = rebound(graph, case.lower, case.upper, branches.intervals(), branches.splits, points,
-                                  expired=deadline.expired, rounded_float32=options.rebound_float32,
-                                  stale=branches.stale)
-        branches = Branches(branches.splits, branches.alpha, branches.beta, branches.root, fresh, None, branches.target)
-        branches = branches.take(torch.nonzero(feasible).squeeze(1))  # no input reaches the others
+        branches = _rebounded(graph, case, branches, points, options, deadline)
         if len(branches) == 0:
             continue
         rows = case.C[branches.target].unsqueeze(1)  # [Q, 1, n_out]: each branch's own row
