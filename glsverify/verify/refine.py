@@ -42,6 +42,11 @@ class RefineOptions:
     restarts: int = 8  # PGD starts per neuron and side (to skip sides that inputs reach)
     steps: int = 20
     alpha_iterations: int = 20  # alpha-CROWN re-bounding of later layers after a layer's proofs
+    # then, for neurons still unstable: prove each bound can move this share of the way from the proved
+    # bound to the attained value (None: off), each side in at most tighten_branches branches
+    tighten: float | None = 0.5
+    tighten_branches: int = 200
+    tighten_rounds: int = 4  # rounds (each retries the sides the last one proved) while most sides are proved
 
 
 @dataclass
@@ -51,7 +56,7 @@ class RefineReport:
 
     @property
     def proved(self) -> int:
-        return sum(layer["proved"] for layer in self.layers)
+        return sum(layer["proved"] + layer.get("tightened", 0) for layer in self.layers)
 
 
 def truncated(graph: Graph, node: int) -> Graph:
@@ -80,37 +85,80 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
         unstable = torch.nonzero((lo[0] < 0) & (hi[0] > 0)).squeeze(1)
         reached_max, reached_min = attained_range(sub, box_lower, box_upper, unstable, options, generator)
         # the sides of 0 that no input reached
-        sides = [(j, +1) for j, top in zip(unstable.tolist(), reached_max.tolist()) if top <= 0]
-        sides += [(j, -1) for j, bottom in zip(unstable.tolist(), reached_min.tolist()) if bottom >= 0]
-        tried, proved = len(sides), 0
-        if sides and not deadline.expired():
-            done = prove(sub, _side_case(box_lower, box_upper, lo.shape[1], sides), {p: out[p] for p in earlier},
-                         earlier, deadline, options.max_branches)
-            for (j, sense), ok in zip(sides, done.tolist()):
-                if ok:
-                    proved += 1
-                    if sense > 0:
-                        hi[0, j] = 0.0  # z_j <= 0 on the box: inactive
-                    else:
-                        lo[0, j] = 0.0  # z_j >= 0: active
-        if proved and position + 1 < len(points) and not deadline.expired():
+        sides = [(j, +1, 0.0) for j, top in zip(unstable.tolist(), reached_max.tolist()) if top <= 0]
+        sides += [(j, -1, 0.0) for j, bottom in zip(unstable.tolist(), reached_min.tolist()) if bottom >= 0]
+        tried, proved = len(sides), len(_prove_sides(sub, box_lower, box_upper, out, k, earlier, sides, deadline,
+                                                     prove, options.max_branches))
+        tightened, allowed = 0, None
+        for _ in range(options.tighten_rounds if options.tighten is not None else 0):
+            sides = _tightening_sides(out[k], unstable, reached_max, reached_min, options.tighten, allowed)
+            done = _prove_sides(sub, box_lower, box_upper, out, k, earlier, sides, deadline, prove,
+                                options.tighten_branches)
+            tried, tightened = tried + len(sides), tightened + len(done)
+            if 2 * len(done) < len(sides):
+                break  # most sides failed: another round of the same would fail more
+            allowed = {(j, sense) for j, sense, _ in done}
+        if (proved or tightened) and position + 1 < len(points) and not deadline.expired():
             zero = {p: torch.zeros_like(out[p][0], dtype=torch.int8) for p in points}
             out, _ = rebound(graph, box_lower, box_upper, out, zero, points, iterations=options.alpha_iterations,
                              expired=deadline.expired, stale=torch.tensor([position + 1], device=lo.device))
         report.layers.append({"layer": position, "unstable": len(unstable),
                               "unstable_after": int(((out[k][0] < 0) & (out[k][1] > 0)).sum()),
-                              "tried": tried, "proved": proved, "seconds": round(time.perf_counter() - started, 2)})
+                              "tried": tried, "proved": proved, "tightened": tightened, "seconds": round(time.perf_counter() - started, 2)})
     return out, report
 
 
-def _side_case(box_lower: torch.Tensor, box_upper: torch.Tensor, n: int, sides: list[tuple[int, int]]) -> CaseProblem:
-    """One one-row polytope ``C z <= d`` per side: ``z_neuron >= 0`` (sense +1) or ``z_neuron <= 0``
-    (sense -1). Proving one empty proves its neuron stays on the other side of 0."""
+def _prove_sides(sub: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, out: Intervals, k: int,
+                 earlier: list[int], sides: list[tuple[int, int, float]], deadline: Deadline, prove: Prover,
+                 max_branches: int) -> list[tuple[int, int, float]]:
+    """Try to prove each side; a proved one moves its bound of ``out[k]`` (in place) to its
+    threshold. Returns the proved sides."""
+    if not sides or deadline.expired():
+        return []
+    lo, hi = out[k]
+    done = prove(sub, _side_case(box_lower, box_upper, lo.shape[1], sides), {p: out[p] for p in earlier},
+                 earlier, deadline, max_branches)
+    proved = []
+    for (j, sense, threshold), ok in zip(sides, done.tolist()):
+        if ok:
+            proved.append((j, sense, threshold))
+            if sense > 0:
+                hi[0, j] = min(float(hi[0, j]), threshold)  # z_j <= threshold on the box
+            else:
+                lo[0, j] = max(float(lo[0, j]), threshold)  # z_j >= threshold
+    return proved
+
+
+def _tightening_sides(interval: tuple[torch.Tensor, torch.Tensor], neurons: torch.Tensor, reached_max: torch.Tensor,
+                      reached_min: torch.Tensor, share: float,
+                      allowed: set[tuple[int, int]] | None = None) -> list[tuple[int, int, float]]:
+    """For each neuron still unstable: a side moving its upper bound ``share`` of the way down to
+    the larger of its attained maximum and 0, and one moving its lower bound up likewise (a bound
+    beyond 0 on the far side gains nothing: the neuron is stable then). ``allowed``: only these
+    ``(neuron, sense)`` sides (None: all)."""
+    lo, hi = interval
+    sides = []
+    for j, top, bottom in zip(neurons.tolist(), reached_max.tolist(), reached_min.tolist()):
+        low, high = float(lo[0, j]), float(hi[0, j])
+        if not (low < 0 < high):
+            continue
+        for sense, threshold in ((+1, high - share * (high - max(top, 0.0))), (-1, low + share * (min(bottom, 0.0) - low))):
+            if allowed is None or (j, sense) in allowed:
+                sides.append((j, sense, threshold))
+    return sides
+
+
+def _side_case(box_lower: torch.Tensor, box_upper: torch.Tensor, n: int,
+               sides: list[tuple[int, int, float]]) -> CaseProblem:
+    """One one-row polytope ``C z <= d`` per side ``(neuron, sense, threshold)``: ``z_neuron >=
+    threshold`` (sense +1) or ``z_neuron <= threshold`` (sense -1). Proving one empty proves the
+    neuron stays below (above) its threshold."""
     device = box_lower.device
     C = torch.zeros(len(sides), n, dtype=box_lower.dtype, device=device)
-    for row, (neuron, sense) in enumerate(sides):
-        C[row, neuron] = -float(sense)
     d = torch.zeros(len(sides), dtype=box_lower.dtype, device=device)
+    for row, (neuron, sense, threshold) in enumerate(sides):
+        C[row, neuron] = -float(sense)
+        d[row] = -float(sense) * threshold
     return CaseProblem(0, box_lower, box_upper, C, d, torch.arange(len(sides), device=device), len(sides))
 
 
