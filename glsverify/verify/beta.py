@@ -243,7 +243,7 @@ class _Evaluator:
             lo, hi = ctx_intervals[k]
             lo, hi = lo.unsqueeze(2), hi.unsqueeze(2)
             base = relu_relaxation(lo, hi, alpha=torch.zeros((), dtype=dtype, device=lo.device))
-            self.fixed[relu] = ((lo < 0) & (hi > 0), base)
+            self.fixed[relu] = ((lo <= 0) & (hi >= 0) & (hi > lo), base)  # as relu_relaxation's
         self.signs = {k: s.to(dtype).unsqueeze(1) for k, s in splits.items() if bool((s != 0).any())}
         shared_box = box_lower.dim() == len(graph.input_shape)
         self.lower = box_lower.to(dtype).view(1, 1 if shared_box else q, *graph.input_shape)

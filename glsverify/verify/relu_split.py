@@ -146,20 +146,34 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     if root is None:
         return SearchOutcome("unsat", stats={"branches": 1})
     refined = None
+    total = {"branches": 0, "polytopes": case.n_polytopes}
+    done = torch.zeros(case.n_polytopes, dtype=torch.bool)  # polytopes proved empty already
     if options.rebound and not _rebound_pays(root, points, case):
         options, root = replace(options, rebound=False), replace(root, own=None)
     elif options.rebound and options.refine is not None and deadline.remaining >= options.refine.min_seconds:
+        # a short search first: where it closes the root's polytopes the refinement is not worth its cost
+        quick = deadline.within(options.refine.quick_seconds)
+        for polytope in torch.argsort(gaps, descending=True).tolist():
+            outcome = _search(graph, *_only_polytope(case, root, polytope), points, checker, quick, options)
+            total["branches"] += outcome.stats.get("branches", 0)
+            if outcome.result == "sat":
+                outcome.stats = {**outcome.stats, **total}
+                return outcome
+            if outcome.result != "unsat":
+                break
+            done[polytope] = True
+        if bool(done.all()):
+            return SearchOutcome("unsat", stats=total)
         budget = deadline.within(options.refine.share * deadline.remaining)
         tight, refined = refine_intervals(graph, case.lower, case.upper, root.root, points, budget,
                                           _bound_prover(options), options.refine)
-        if refined.proved:
-            root, case, gaps = _root(graph, case, points, options, deadline, tight)
-            if root is None:
-                return SearchOutcome("unsat", stats={"branches": 1, "refined": refined.layers})
-    order = torch.argsort(gaps, descending=True).tolist()  # easiest first
-    total = {"branches": 0, "polytopes": case.n_polytopes}
-    if refined is not None:
         total["refined"] = refined.layers
+        if refined.proved:
+            root, case, gaps = _root(graph, _keep_polytopes(case, ~done), points, options, deadline, tight)
+            if root is None:
+                return SearchOutcome("unsat", stats={**total, "branches": total["branches"] + 1})
+            done = torch.zeros(case.n_polytopes, dtype=torch.bool)
+    order = [polytope for polytope in torch.argsort(gaps, descending=True).tolist() if not done[polytope]]
     for polytope in order if options.per_polytope else [None]:
         sub_case, sub_root = (case, root) if polytope is None else _only_polytope(case, root, polytope)
         outcome = _search(graph, sub_case, sub_root, points, checker, deadline, options)
@@ -240,6 +254,15 @@ def _only_polytope(case: CaseProblem, root: Branches, polytope: int) -> tuple[Ca
     return sub, branches
 
 
+def _keep_polytopes(case: CaseProblem, keep: torch.Tensor) -> CaseProblem:
+    """The case with only the polytopes where ``keep [P]`` is True (renumbered in order)."""
+    keep = keep.to(case.owner.device)
+    rows = keep[case.owner]
+    renumber = torch.cumsum(keep.long(), 0) - 1
+    return CaseProblem(case.index, case.lower, case.upper, case.C[rows], case.d[rows], renumber[case.owner[rows]],
+                       int(keep.sum()))
+
+
 def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions, deadline: Deadline,
           intervals: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
           ) -> tuple[Branches | None, CaseProblem, torch.Tensor | None]:
@@ -268,9 +291,7 @@ def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplit
     excess = result.lower[0] - case.d
     gaps = excess.new_full((case.n_polytopes,), -float("inf")).scatter_reduce(0, case.owner, excess, reduce="amax")
     rows = open_polytopes[case.owner]
-    renumber = torch.cumsum(open_polytopes.long(), 0) - 1
-    narrowed = CaseProblem(case.index, case.lower, case.upper, case.C[rows], case.d[rows],
-                           renumber[case.owner[rows]], int(open_polytopes.sum()))
+    narrowed = _keep_polytopes(case, open_polytopes)
     alpha = {i: a[:, rows] for i, a in result.alpha.items()}
     beta = {k: torch.zeros(1, narrowed.C.shape[0], lower[k].shape[1], dtype=options.search_dtype or case.C.dtype,
                            device=case.C.device) for k in points}

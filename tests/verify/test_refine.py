@@ -98,16 +98,55 @@ def test_the_truncated_graph_outputs_its_node():
 @pytest.mark.parametrize("shift,expected", [(-1.0, "unsat"), (-0.5, "sat")])
 def test_relu_split_with_refinement_answers_like_without(tmp_path, shift, expected):
     """64 inputs and 12 first-layer neurons: rebounding pays, so the refinement runs (and proves two
-    neurons stable) before the search."""
+    neurons stable) before the search (no quick search first)."""
     path, graph, runner = write_network(random_mlp(1, 64, [12, 12, 12], 3, normalise=False), tmp_path)
     centre = np.random.default_rng(1).random(64) * 0.5 + 0.25
     prop = threshold_property(graph, centre - 0.15, centre + 0.15, np.array([1.0, -1.0, 0.0]), 0.0, 1, shift=shift)
     net = graph.to(dtype=torch.float64)
     case, checker = CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
-    options = RS.ReluSplitOptions(refine=RF.RefineOptions(min_seconds=0.0))
+    options = RS.ReluSplitOptions(refine=RF.RefineOptions(min_seconds=0.0, quick_seconds=0.0))
     refined = RS.relu_split(net, case, checker, Deadline(60), options)
     plain = RS.relu_split(net, case, checker, Deadline(60), RS.ReluSplitOptions(refine=None))
     assert refined.result == plain.result == expected
     if expected == "sat":
         assert checker.check(refined.counterexample.x, 0) is not None
     assert sum(layer["proved"] for layer in refined.stats["refined"]) > 0  # it ran and tightened
+    if expected == "unsat":  # a quick search long enough to close every polytope leaves nothing to refine
+        quick = RS.relu_split(net, case, checker, Deadline(60),
+                              RS.ReluSplitOptions(refine=RF.RefineOptions(min_seconds=0.0, quick_seconds=60.0)))
+        assert quick.result == "unsat" and "refined" not in quick.stats
+
+
+def test_tightening_thresholds_lie_between_the_attained_value_and_the_bound():
+    lo = torch.tensor([[-4.0, -2.0, -1.0, 1.0]], dtype=torch.float64)
+    hi = torch.tensor([[6.0, 3.0, 2.0, 5.0]], dtype=torch.float64)
+    top = torch.tensor([2.0, -0.5, 1.0, 3.0], dtype=torch.float64)  # attained maxima
+    bottom = torch.tensor([-1.0, -1.5, 0.5, 2.0], dtype=torch.float64)  # attained minima
+    half = {(j, sense): 0.5 for j in range(4) for sense in (1, -1)}
+    sides = RF._tightening_sides((lo, hi), torch.arange(4), top, bottom, half)
+    # neuron 3 is stable already; an attained value beyond 0 on the far side counts as 0
+    assert sides == [(0, 1, 4.0), (0, -1, -2.5), (1, 1, 1.5), (1, -1, -1.75), (2, 1, 1.5), (2, -1, -0.5)]
+    for j, sense, threshold in sides:
+        if sense > 0:
+            assert max(float(top[j]), 0.0) < threshold < float(hi[0, j])
+        else:
+            assert float(lo[0, j]) < threshold < min(float(bottom[j]), 0.0)
+    steps = {(0, 1): 0.25, (2, -1): 1.0, (1, 1): 0.0625}  # a missing side or one below min_share: none
+    assert RF._tightening_sides((lo, hi), torch.arange(4), top, bottom, steps, 0.12) == [(0, 1, 5.0), (2, -1, 0.0)]
+
+
+def test_tightening_narrows_neurons_that_stay_unstable_and_keeps_every_value():
+    net, lower, upper, points, intervals = _root_intervals(0)
+    plain, _ = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
+                                   RS._bound_prover(RS.ReluSplitOptions()), RF.RefineOptions(max_branches=400, tighten=None))
+    tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
+                                        RS._bound_prover(RS.ReluSplitOptions()), _prove())
+    assert sum(layer["tightened"] for layer in report.layers) > 0
+    values = _values(net, lower, upper, points, 0)
+    narrower = 0
+    for k in points[1:]:
+        (lo, hi), (plain_lo, plain_hi) = tight[k], plain[k]
+        assert bool((values[k] >= lo - 1e-9).all() and (values[k] <= hi + 1e-9).all())
+        unstable_in_both = (lo < 0) & (hi > 0) & (plain_lo < 0) & (plain_hi > 0)
+        narrower += int((unstable_in_both & (hi - lo < plain_hi - plain_lo - 1e-6)).sum())
+    assert narrower > 0
