@@ -40,17 +40,17 @@ def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor, mode: str = "adapt
     unstable = (lower < 0) & (upper > 0)
     # the lower slope of a ReLU with a bound of exactly 0 (a proved or split phase, clamped) stays free
     # too: alpha * x (alpha in [0, 1]) is below the ReLU wherever x >= 0 (x <= 0) holds, while the
-    # identity (zero) alone is loose where earlier relaxations let x cross 0. The default slopes
-    # (1 on [0, u], 0 on [l, 0]) are the stable ones, so nothing gets looser; the upper line is the
-    # stable one. mnist 256x4 prop_7_0.05: refined root gaps -0.57 -> -0.44
+    # identity (zero) alone is loose where earlier relaxations let x cross 0. The adaptive default
+    # slopes (1 on [0, u], 0 on [l, 0]) that alpha starts from are the stable ones, so nothing gets
+    # looser; the upper line is the stable one. mnist 256x4 prop_7_0.05: refined root gaps -0.57 -> -0.44
     free = (lower <= 0) & (upper >= 0) & (upper > lower)
     denom = torch.where(unstable, upper - lower, torch.ones_like(upper))
     upper_slope = torch.where(unstable, upper / denom, active.to(upper.dtype))
     upper_bias = torch.where(unstable, -lower * upper / denom, torch.zeros_like(upper))
     if alpha is not None:
         lower_slope = torch.where(free, alpha, active.to(upper.dtype))
-    else:
-        lower_slope = torch.where(free, default_relu_slope(lower, upper, mode), active.to(upper.dtype))
+    else:  # the fixed modes would change the lines of [0, u] and [l, 0]: only an optimiser frees them
+        lower_slope = torch.where(unstable, default_relu_slope(lower, upper, mode), active.to(upper.dtype))
     unknown = torch.isnan(lower) | torch.isnan(upper)
     if bool(unknown.any()):  # NaN bounds carry no information: keep them NaN, never a stable zero
         nan = torch.full_like(upper, float("nan"))

@@ -73,3 +73,24 @@ def test_relu_nan_interval_stays_nan():
     relax = relu_relaxation(lo, hi)
     assert torch.isnan(relax.upper_slope[0]) and torch.isnan(relax.lower_slope[0])
     assert relax.upper_slope[1] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("mode", RELU_LOWER_MODES)
+def test_relu_with_a_bound_of_exactly_zero_keeps_the_stable_lines_without_alpha(mode):
+    """[0, u] is the identity and [l, 0] zero, whatever the unstable neurons' default slope."""
+    lo = torch.tensor([0.0, -2.0, 0.0], dtype=DT)
+    hi = torch.tensor([3.0, 0.0, float("inf")], dtype=DT)
+    relax = relu_relaxation(lo, hi, mode)
+    assert relax.lower_slope.tolist() == [1.0, 0.0, 1.0]
+    assert relax.upper_slope.tolist() == [1.0, 0.0, 1.0] and relax.upper_bias.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_relu_with_a_bound_of_exactly_zero_takes_the_given_lower_slope():
+    """alpha * x is below the ReLU where x >= 0 (on [0, u]) and where x <= 0 (on [l, 0]), so the
+    optimiser may move it; the upper line stays the stable one."""
+    lo = torch.tensor([0.0, -2.0, 1.0, -3.0], dtype=DT)
+    hi = torch.tensor([3.0, 0.0, 2.0, -1.0], dtype=DT)
+    relax = relu_relaxation(lo, hi, alpha=torch.full_like(lo, 0.25))
+    assert relax.lower_slope.tolist() == [0.25, 0.25, 1.0, 0.0]  # strictly stable ones keep theirs
+    assert relax.upper_slope.tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert_encloses(torch.relu, relax, lo, hi, "relu/zero-bound")
