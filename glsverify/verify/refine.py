@@ -111,7 +111,8 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
                              expired=deadline.expired, stale=torch.tensor([position + 1], device=lo.device))
         report.layers.append({"layer": position, "unstable": len(unstable),
                               "unstable_after": int(((out[k][0] < 0) & (out[k][1] > 0)).sum()),
-                              "tried": tried, "proved": proved, "tightened": tightened, "seconds": round(time.perf_counter() - started, 2)})
+                              "tried": tried, "proved": proved, "tightened": tightened,
+                              "seconds": round(time.perf_counter() - started, 2)})
     return out, report
 
 

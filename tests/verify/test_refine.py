@@ -138,7 +138,8 @@ def test_tightening_thresholds_lie_between_the_attained_value_and_the_bound():
 def test_tightening_narrows_neurons_that_stay_unstable_and_keeps_every_value():
     net, lower, upper, points, intervals = _root_intervals(0)
     plain, _ = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
-                                   RS._bound_prover(RS.ReluSplitOptions()), RF.RefineOptions(max_branches=400, tighten=None))
+                                   RS._bound_prover(RS.ReluSplitOptions()),
+                                   RF.RefineOptions(max_branches=400, tighten=None))
     tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
                                         RS._bound_prover(RS.ReluSplitOptions()), _prove())
     assert sum(layer["tightened"] for layer in report.layers) > 0
