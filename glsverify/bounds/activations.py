@@ -43,7 +43,7 @@ def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor, mode: str = "adapt
     # identity (zero) alone is loose where earlier relaxations let x cross 0. The adaptive default
     # slopes (1 on [0, u], 0 on [l, 0]) that alpha starts from are the stable ones, so nothing gets
     # looser; the upper line is the stable one. mnist 256x4 prop_7_0.05: refined root gaps -0.57 -> -0.44
-    free = (lower <= 0) & (upper >= 0) & (upper > lower)
+    free = free_lower_slope(lower, upper)
     denom = torch.where(unstable, upper - lower, torch.ones_like(upper))
     upper_slope = torch.where(unstable, upper / denom, active.to(upper.dtype))
     upper_bias = torch.where(unstable, -lower * upper / denom, torch.zeros_like(upper))
@@ -57,6 +57,12 @@ def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor, mode: str = "adapt
         upper_slope, upper_bias = torch.where(unknown, nan, upper_slope), torch.where(unknown, nan, upper_bias)
         lower_slope = torch.where(unknown, nan, lower_slope)
     return LinearRelaxation(lower_slope, None, upper_slope, upper_bias)
+
+
+def free_lower_slope(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """Where an optimised lower slope ``alpha * x`` is sound and may beat the fixed line: unstable
+    ReLUs and those with a bound of exactly 0 (see :func:`relu_relaxation`)."""
+    return (lower <= 0) & (upper >= 0) & (upper > lower)
 
 
 def default_relu_slope(lower: torch.Tensor, upper: torch.Tensor, mode: str = "adaptive") -> torch.Tensor:

@@ -28,7 +28,8 @@ from typing import Callable
 import torch
 
 from glsverify import graph as G
-from glsverify.bounds.activations import LinearRelaxation, default_relu_slope, relu_relaxation
+from glsverify.bounds.activations import (LinearRelaxation, default_relu_slope, free_lower_slope,
+                                          relu_relaxation)
 from glsverify.bounds.backward import BackwardContext, backward, concretize, dot_rows
 from glsverify.graph import Graph
 from glsverify.verify import rounding as R
@@ -243,7 +244,7 @@ class _Evaluator:
             lo, hi = ctx_intervals[k]
             lo, hi = lo.unsqueeze(2), hi.unsqueeze(2)
             base = relu_relaxation(lo, hi, alpha=torch.zeros((), dtype=dtype, device=lo.device))
-            self.fixed[relu] = ((lo <= 0) & (hi >= 0) & (hi > lo), base)  # as relu_relaxation's
+            self.fixed[relu] = (free_lower_slope(lo, hi), base)
         self.signs = {k: s.to(dtype).unsqueeze(1) for k, s in splits.items() if bool((s != 0).any())}
         shared_box = box_lower.dim() == len(graph.input_shape)
         self.lower = box_lower.to(dtype).view(1, 1 if shared_box else q, *graph.input_shape)
