@@ -13,7 +13,8 @@ inherited by its children (in float32 with a rounding-error bound, :mod:`glsveri
 and earlier layers are split first; otherwise every branch uses the root's, clamped by its splits,
 and stores only the splits. Where rebounding pays and the root leaves polytopes open with enough time
 left, the root's intervals are first refined (:mod:`glsverify.verify.refine`): small searches of this
-module over the earlier layers prove neurons stable that linear bounds leave unstable.
+module over the earlier layers prove neurons stable that linear bounds leave unstable and tighten the
+bounds of those that stay unstable (after a short unrefined search, which settles the easy ones).
 
 Branching (BaBSR-style): split the unstable unsplit neuron whose upper-relaxation intercept costs the
 most in the row closest to a proof, ``|min(A, 0)| * (-l u / (u - l))`` with ``A`` the coefficient of
@@ -151,17 +152,10 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     if options.rebound and not _rebound_pays(root, points, case):
         options, root = replace(options, rebound=False), replace(root, own=None)
     elif options.rebound and options.refine is not None and deadline.remaining >= options.refine.min_seconds:
-        # a short search first: where it closes the root's polytopes the refinement is not worth its cost
-        quick = deadline.within(options.refine.quick_seconds)
-        for polytope in torch.argsort(gaps, descending=True).tolist():
-            outcome = _search(graph, *_only_polytope(case, root, polytope), points, checker, quick, options)
-            total["branches"] += outcome.stats.get("branches", 0)
-            if outcome.result == "sat":
-                outcome.stats = {**outcome.stats, **total}
-                return outcome
-            if outcome.result != "unsat":
-                break
-            done[polytope] = True
+        found = _quick_search(graph, case, root, gaps, points, checker, deadline.within(options.refine.quick_seconds),
+                              options, done, total)
+        if found is not None:
+            return found
         if bool(done.all()):
             return SearchOutcome("unsat", stats=total)
         budget = deadline.within(options.refine.share * deadline.remaining)
@@ -183,6 +177,24 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
                              "branches": total["branches"]}
             return outcome
     return SearchOutcome("unsat", stats=total)
+
+
+def _quick_search(graph: Graph, case: CaseProblem, root: Branches, gaps: torch.Tensor, points: list[int],
+                  checker: WitnessChecker, deadline: Deadline, options: ReluSplitOptions, done: torch.Tensor,
+                  total: dict) -> SearchOutcome | None:
+    """The unrefined search, polytope by polytope (easiest first), until one stays open at the short
+    ``deadline``: where it closes them all the refinement is not worth its cost. Marks the proved
+    polytopes in ``done`` and counts branches in ``total``; returns a sat outcome if one turned up."""
+    for polytope in torch.argsort(gaps, descending=True).tolist():
+        outcome = _search(graph, *_only_polytope(case, root, polytope), points, checker, deadline, options)
+        total["branches"] += outcome.stats.get("branches", 0)
+        if outcome.result == "sat":
+            outcome.stats = {**outcome.stats, **total}
+            return outcome
+        if outcome.result != "unsat":
+            return None
+        done[polytope] = True
+    return None
 
 
 def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], checker: WitnessChecker,
