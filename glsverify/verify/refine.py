@@ -9,7 +9,8 @@ layer, each unstable neuron whose attained range (PGD) stays on one side of 0 ge
 search over the earlier layers (at most ``max_branches`` branches) that tries to prove it stays
 there; the searches of one layer share their bounding calls. Then each neuron still unstable gets
 searches that move its bounds half way towards the values PGD attains (up to six rounds; a side
-that fails halves its step): stability alone is not enough. Replacing 256x4
+that fails halves its step, and still moves its bound as far as its search got: the lowest bound
+among the leaves it gave up on): stability alone is not enough. Replacing 256x4
 prop_7_0.05's intervals by the attained ranges proves it at the root, but making every really
 stable neuron stable (and nothing else) leaves gaps of -1 to -3. Later layers are then re-bounded
 with alpha-CROWN under the tightened intervals. Measured (one thread): 256x4 prop_5_0.05 goes from root
@@ -31,14 +32,16 @@ from typing import Callable
 
 import torch
 
+from glsverify.bounds.interface import PROOF_MARGIN
 from glsverify.graph import Graph
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.rebound import Intervals, rebound
 
 # prove(truncated graph, case over its output, intervals of its ReLU inputs, those nodes, deadline,
-# branches per polytope) -> [P]: which of the case's one-row polytopes were each proved empty
-Prover = Callable[[Graph, CaseProblem, Intervals, list[int], Deadline, int], torch.Tensor]
+# branches per polytope) -> ([P]: which of the case's one-row polytopes ``C z <= d`` were each proved
+# empty, [P]: a sound lower bound of each row's ``C z`` on the box, ``d`` where proved)
+Prover = Callable[[Graph, CaseProblem, Intervals, list[int], Deadline, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -100,9 +103,9 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
         sides += [(j, -1, 0.0) for j, bottom in zip(unstable.tolist(), reached_min.tolist()) if bottom >= 0]
         tried, proved = len(sides), len(_prove_sides(sub, box_lower, box_upper, out, k, earlier, sides, deadline,
                                                      prove, options.max_branches))
-        tightened = 0
+        tightened, rounds = 0, []
         if options.tighten is not None:
-            more, tightened = _tighten(sub, box_lower, box_upper, out, k, earlier, unstable, reached_max, reached_min,
+            more, tightened, rounds = _tighten(sub, box_lower, box_upper, out, k, earlier, unstable, reached_max, reached_min,
                                        deadline, prove, options)
             tried += more
         if (proved or tightened) and position + 1 < len(points) and not deadline.expired():
@@ -111,7 +114,7 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
                              expired=deadline.expired, stale=torch.tensor([position + 1], device=lo.device))
         report.layers.append({"layer": position, "unstable": len(unstable),
                               "unstable_after": int(((out[k][0] < 0) & (out[k][1] > 0)).sum()),
-                              "tried": tried, "proved": proved, "tightened": tightened,
+                              "tried": tried, "proved": proved, "tightened": tightened, "rounds": rounds,
                               "seconds": round(time.perf_counter() - started, 2)})
     return out, report
 
@@ -120,33 +123,41 @@ def _prove_sides(sub: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, o
                  earlier: list[int], sides: list[tuple[int, int, float]], deadline: Deadline, prove: Prover,
                  max_branches: int) -> list[tuple[int, int, float]]:
     """Try to prove each side; a proved one moves its bound of ``out[k]`` (in place) to its
-    threshold. Returns the proved sides."""
+    threshold, a failed one as far as its search got (the lowest bound of the leaves it gave up on).
+    Returns the proved sides."""
     if not sides or deadline.expired():
         return []
     lo, hi = out[k]
-    done = prove(sub, _side_case(box_lower, box_upper, lo.shape[1], sides), {p: out[p] for p in earlier},
-                 earlier, deadline, max_branches)
+    done, floor = prove(sub, _side_case(box_lower, box_upper, lo.shape[1], sides), {p: out[p] for p in earlier},
+                        earlier, deadline, max_branches)
     proved = []
-    for (j, sense, threshold), ok in zip(sides, done.tolist()):
+    for (j, sense, threshold), ok, reached in zip(sides, done.tolist(), floor.tolist()):
         if ok:
             proved.append((j, sense, threshold))
-            if sense > 0:
-                hi[0, j] = min(float(hi[0, j]), threshold)  # z_j <= threshold on the box
-            else:
-                lo[0, j] = max(float(lo[0, j]), threshold)  # z_j >= threshold
+        elif reached == reached and abs(reached) != float("inf"):  # NaN or inf: nothing learnt
+            threshold = -sense * (reached - PROOF_MARGIN)  # sense * z_j <= -floor, loosened by the margin
+        else:
+            continue
+        if sense > 0:
+            hi[0, j] = min(float(hi[0, j]), threshold)  # z_j <= threshold on the box
+        else:
+            lo[0, j] = max(float(lo[0, j]), threshold)  # z_j >= threshold
     return proved
 
 
 def _tighten(sub: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, out: Intervals, k: int,
              earlier: list[int], unstable: torch.Tensor, reached_max: torch.Tensor, reached_min: torch.Tensor,
-             deadline: Deadline, prove: Prover, options: RefineOptions) -> tuple[int, int]:
+             deadline: Deadline, prove: Prover, options: RefineOptions) -> tuple[int, int, list[list]]:
     """Rounds of proofs that move the bounds of layer ``k``'s still unstable neurons towards the values
     PGD attains: each side starts with a step of ``options.tighten`` of the distance; a proved side
     keeps its step for the next round, a failed one halves it, and a side whose step falls below
-    ``options.min_share`` stops. Returns the sides tried and proved."""
+    ``options.min_share`` stops. Returns the sides tried and proved, and per round ``[sides, proved,
+    seconds]``."""
     share = {(j, sense): options.tighten for j in unstable.tolist() for sense in (1, -1)}
     tried = proved = 0
+    rounds = []
     for _ in range(options.tighten_rounds):
+        started = time.perf_counter()
         sides = _tightening_sides(out[k], unstable, reached_max, reached_min, share, options.min_share)
         if not sides or deadline.expired():
             break
@@ -156,7 +167,8 @@ def _tighten(sub: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, out: 
             if (j, sense) not in done:
                 share[(j, sense)] /= 2
         tried, proved = tried + len(sides), proved + len(done)
-    return tried, proved
+        rounds.append([len(sides), len(done), round(time.perf_counter() - started, 2)])
+    return tried, proved, rounds
 
 
 def _tightening_sides(interval: tuple[torch.Tensor, torch.Tensor], neurons: torch.Tensor, reached_max: torch.Tensor,

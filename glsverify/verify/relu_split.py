@@ -92,6 +92,9 @@ class Branches:
     # [Q]: the polytope each branch works on, when one search proves many one-row polytopes separately
     # (the refinement's sides, verify/refine.py); None: every branch works on all of them
     target: torch.Tensor | None = None
+    # [Q]: a lower bound of each branch's row (the refinement's one-row searches): its parent's until
+    # the branch is bounded itself; None: not tracked
+    bound: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return next(iter(self.splits.values())).shape[0]
@@ -118,7 +121,8 @@ class Branches:
         own = None if self.own is None else {k: (lo[index], hi[index]) for k, (lo, hi) in self.own.items()}
         return Branches(*({k: v[index] for k, v in part.items()} for part in (self.splits, self.alpha, self.beta)),
                         self.root, own, None if self.stale is None else self.stale[index],
-                        None if self.target is None else self.target[index])
+                        None if self.target is None else self.target[index],
+                        None if self.bound is None else self.bound[index])
 
     @staticmethod
     def cat(parts: list["Branches"]) -> "Branches":
@@ -126,13 +130,15 @@ class Branches:
         own = None
         if parts[0].own is not None:
             own = {k: tuple(torch.cat([p.own[k][i] for p in parts]) for i in range(2)) for k in parts[0].own}
-        stale = target = None
+        stale = target = bound = None
         if all(p.stale is not None for p in parts):
             stale = torch.cat([p.stale for p in parts])
         if parts[0].target is not None:
             target = torch.cat([p.target for p in parts])
+        if parts[0].bound is not None:
+            bound = torch.cat([p.bound for p in parts])
         return Branches(*({k: torch.cat([d[k] for d in dicts]) for k in dicts[0]} for dicts in fields),
-                        parts[0].root, own, stale, target)
+                        parts[0].root, own, stale, target, bound)
 
 
 def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
@@ -168,11 +174,12 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
                 return SearchOutcome("unsat", stats={**total, "branches": total["branches"] + 1})
             done = torch.zeros(case.n_polytopes, dtype=torch.bool)
     order = [polytope for polytope in torch.argsort(gaps, descending=True).tolist() if not done[polytope]]
-    for polytope in order if options.per_polytope else [None]:
+    for position, polytope in enumerate(order if options.per_polytope else [None]):
         sub_case, sub_root = (case, root) if polytope is None else _only_polytope(case, root, polytope)
         outcome = _search(graph, sub_case, sub_root, points, checker, deadline, options)
         total["branches"] += outcome.stats.get("branches", 0)
         if outcome.result != "unsat":
+            total["polytopes_left"] = len(order) - position if options.per_polytope else case.n_polytopes
             outcome.stats = {**outcome.stats, **{k: v for k, v in total.items() if k != "branches"},
                              "branches": total["branches"]}
             return outcome
@@ -241,7 +248,8 @@ def _rebounded(graph: Graph, case: CaseProblem, branches: Branches, points: list
     reaches (closed)."""
     own, feasible = rebound(graph, case.lower, case.upper, branches.intervals(), branches.splits, points,
                             expired=deadline.expired, rounded_float32=options.rebound_float32, stale=branches.stale)
-    fresh = Branches(branches.splits, branches.alpha, branches.beta, branches.root, own, None, branches.target)
+    fresh = Branches(branches.splits, branches.alpha, branches.beta, branches.root, own, None, branches.target,
+                     branches.bound)
     return fresh if bool(feasible.all()) else fresh.take(torch.nonzero(feasible).squeeze(1))
 
 
@@ -317,25 +325,30 @@ def _bound_prover(options: ReluSplitOptions):
     search_options = replace(options, per_polytope=False, refine=None)
 
     def prove(graph: Graph, case: CaseProblem, intervals, points: list[int], deadline: Deadline,
-              max_branches: int) -> torch.Tensor:
+              max_branches: int) -> tuple[torch.Tensor, torch.Tensor]:
         return _prove_each(graph, case, intervals, points, deadline, search_options, max_branches)
 
     return prove
 
 
 def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], deadline: Deadline,
-                options: ReluSplitOptions, max_branches: int) -> torch.Tensor:
-    """``[P]``: which one-row polytopes of ``case`` a branch and bound proves empty, each within
-    ``max_branches`` branches. Every branch works on one polytope (``Branches.target``) and all
-    polytopes' branches share bounding calls (one search per polytope was 5-10x the time per branch on
-    mnist). A polytope fails when a box vertex of one of its branches satisfies it, when a branch is
-    left with nothing to split, or when its branches run out; it is proved only when none of its
-    branches is left open."""
+                options: ReluSplitOptions, max_branches: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[P]``: which one-row polytopes ``C z <= d`` of ``case`` a branch and bound proves empty, each
+    within ``max_branches`` branches, and ``[P]`` a sound lower bound of each row's ``C z`` over the
+    box (its threshold ``d`` where proved). Every branch works on one polytope (``Branches.target``)
+    and all polytopes' branches share bounding calls (one search per polytope was 5-10x the time per
+    branch on mnist). A polytope fails when a box vertex of one of its branches satisfies it, when a
+    branch is left with nothing to split, or when its branches run out; it is proved only when none
+    of its branches is left open. A failed search still bounds its row: every input lies in one of
+    its leaves, so the smallest bound of a leaf it gave up on (or of the leaf's parent, if it was never
+    bounded) holds on the box; the refinement moves a neuron's bound that far when the step it
+    aimed for fails."""
     n = case.n_polytopes
     device = case.C.device
     failed = torch.zeros(n, dtype=torch.bool, device=device)
     used = torch.zeros(n, dtype=torch.long, device=device)
     target = torch.arange(n, device=device)
+    floor = case.d.clone()  # min over the leaves given up on of their bounds (closed leaves: above d)
     own = {k: (lo.expand(n, -1).clone(), hi.expand(n, -1).clone()) for k, (lo, hi) in intervals.items()}
     splits = {k: torch.zeros(n, intervals[k][0].shape[1], dtype=torch.int8, device=device) for k in points}
     beta = {k: torch.zeros(n, 1, intervals[k][0].shape[1], dtype=options.search_dtype or case.C.dtype, device=device)
@@ -343,27 +356,36 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
     alpha = {index: default_relu_slope(*intervals[node.inputs[0]]).unsqueeze(1).expand(n, 1, -1)
              .to(options.search_dtype or case.C.dtype) for index, node in enumerate(graph.nodes)
              if node.kind == G.RELU and node.inputs[0] in intervals}  # explicit: the root may be popped in parts
-    stack = [Branches(splits, alpha, beta, intervals, own, None, target)]
+    unbounded = torch.full((n,), -float("inf"), dtype=case.d.dtype, device=device)  # the root's: not yet bounded
+    stack = [Branches(splits, alpha, beta, intervals, own, None, target, unbounded)]
     # _split picks, per branch, its row closest to a proof: with one row per branch, always row 0
     one_row = CaseProblem(case.index, case.lower, case.upper, case.C[:1], case.d[:1],
                           torch.zeros(1, dtype=case.owner.dtype, device=device), 1)
+
+    def give_up(branches: Branches, index: torch.Tensor) -> None:
+        floor.scatter_reduce_(0, branches.target[index], branches.bound[index], reduce="amin")
+
     batch = options.batch
     while stack and not deadline.expired():
         branches = pop_batch(stack, batch, Branches.cat)
         used += torch.bincount(branches.target, minlength=n)
         failed |= used > max_branches
-        branches = branches.take(torch.nonzero(~failed[branches.target]).squeeze(1))
+        dropped = failed[branches.target]
+        give_up(branches, torch.nonzero(dropped).squeeze(1))
+        branches = branches.take(torch.nonzero(~dropped).squeeze(1))
         if len(branches) == 0:
             continue
         started = time.perf_counter()
-        branches = _rebounded(graph, case, branches, points, options, deadline)
+        branches = _rebounded(graph, case, branches, points, options, deadline)  # infeasible leaves: none to give up
         if len(branches) == 0:
             continue
         rows = case.C[branches.target].unsqueeze(1)  # [Q, 1, n_out]: each branch's own row
         result = alpha_beta_bounds(graph, case.lower, case.upper, rows, branches.intervals(), branches.splits,
                                    branches.alpha, branches.beta, iterations=options.iterations,
                                    expired=deadline.expired, search_dtype=options.search_dtype)
-        keep = result.lower[:, 0] - case.d[branches.target] - PROOF_MARGIN <= 0
+        bound = torch.maximum(result.lower[:, 0], branches.bound)  # a leaf's bound also holds for its children
+        branches = replace(branches, bound=bound)
+        keep = bound - case.d[branches.target] - PROOF_MARGIN <= 0
         if bool(keep.any()):
             index = torch.nonzero(keep).squeeze(1)
             vertices = lowest_corner(result.input_coeffs[index, 0], case.lower.flatten(), case.upper.flatten())
@@ -373,12 +395,16 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
             failed[branches.target[index[reached]]] = True
             children, stuck = _split(one_row, branches, result, keep, points, options)
             failed[branches.target[stuck]] = True
+            give_up(branches, stuck)
             if children is not None:
-                stack.append(children.take(torch.nonzero(~failed[children.target]).squeeze(1)))
+                alive = ~failed[children.target]
+                give_up(children, torch.nonzero(~alive).squeeze(1))
+                stack.append(children.take(torch.nonzero(alive).squeeze(1)))
         batch = _adapt(batch, time.perf_counter() - started, options)
-    left = torch.cat([b.target for b in stack]) if stack else target[:0]
-    failed[left] = True  # still open when time ran out
-    return ~failed
+    for left in stack:  # still open when time ran out
+        failed[left.target] = True
+        give_up(left, torch.arange(len(left), device=device))
+    return ~failed, torch.where(failed, torch.minimum(floor, case.d), case.d)
 
 
 def _pairs(lower: dict, upper: dict) -> dict:
@@ -443,7 +469,7 @@ def _split(case: CaseProblem, branches: Branches, result: BetaResult, keep: torc
     parent = parent.take(chosen)
     alpha = {i: a[index][chosen] for i, a in result.alpha.items()}
     beta = {k: result.beta[k][index][chosen] if k in result.beta else parent.beta[k] for k in points}
-    parent = Branches(parent.splits, alpha, beta, parent.root, parent.own, target=parent.target)
+    parent = Branches(parent.splits, alpha, beta, parent.root, parent.own, target=parent.target, bound=parent.bound)
     offsets = torch.tensor([0] + widths, device=where.device).cumsum(0)
     return Branches.cat([_child(parent, where[chosen], offsets, points, sign) for sign in (1, -1)]), stuck_index
 
@@ -479,4 +505,4 @@ def _child(parent: Branches, where: torch.Tensor, offsets: torch.Tensor, points:
         own = {k: (torch.where(splits[k] > 0, lo.clamp(min=0), lo), torch.where(splits[k] < 0, hi.clamp(max=0), hi))
                for k, (lo, hi) in parent.own.items()}
         stale = layer + 1
-    return Branches(splits, parent.alpha, parent.beta, parent.root, own, stale, parent.target)
+    return Branches(splits, parent.alpha, parent.beta, parent.root, own, stale, parent.target, parent.bound)

@@ -153,3 +153,50 @@ def test_tightening_narrows_neurons_that_stay_unstable_and_keeps_every_value():
         unstable_in_both = (lo < 0) & (hi > 0) & (plain_lo < 0) & (plain_hi > 0)
         narrower += int((unstable_in_both & (hi - lo < plain_hi - plain_lo - 1e-6)).sum())
     assert narrower > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_a_failed_side_search_still_bounds_its_neuron_soundly(seed):
+    """Sides aimed inside the sampled ranges cannot be proved (inputs reach past them), yet each search
+    returns a bound of its row: it must hold at every sample, and some must be tighter than the
+    root's interval (else the bound is not tested)."""
+    net, lower, upper, points, intervals = _root_intervals(seed)
+    k, earlier = points[-1], points[:-1]
+    values = _values(net, lower, upper, points, seed)[k]
+    lo, hi = intervals[k]
+    unstable = torch.nonzero((lo[0] < 0) & (hi[0] > 0)).squeeze(1).tolist()
+    middle = [float(values[:, j].max() + values[:, j].min()) / 2 for j in unstable]
+    sides = [(j, sense, t) for j, t in zip(unstable, middle) for sense in (1, -1)]  # inputs reach both
+    case = RF._side_case(lower, upper, lo.shape[1], sides)
+    proved, floor = RS._prove_each(RF.truncated(net, k), case, {p: intervals[p] for p in earlier}, earlier,
+                                   Deadline(60), RS.ReluSplitOptions(per_polytope=False, refine=None), 6)
+    assert not bool(proved.any())
+    tighter = 0
+    for (j, sense, _), bound in zip(sides, floor.tolist()):
+        if sense > 0:  # the row is -z_j: z_j <= -bound
+            assert float(values[:, j].max()) <= -bound + 1e-9
+            tighter += -bound < float(hi[0, j]) - 1e-6
+        else:  # the row is z_j: z_j >= bound
+            assert float(values[:, j].min()) >= bound - 1e-9
+            tighter += bound > float(lo[0, j]) + 1e-6
+    assert tighter > 0
+
+
+def test_a_side_search_that_runs_out_of_branches_reports_a_bound_short_of_its_threshold():
+    """Sides just past the sampled extremes: the searches that run out of branches (rather than
+    meeting an input) must return bounds short of their thresholds, which every sample respects."""
+    net, lower, upper, points, intervals = _root_intervals(1)
+    k, earlier = points[-1], points[:-1]
+    values = _values(net, lower, upper, points, 1)[k]
+    lo, hi = intervals[k]
+    unstable = torch.nonzero((lo[0] < 0) & (hi[0] > 0)).squeeze(1).tolist()
+    sides = [(j, 1, float(values[:, j].max()) + 1e-3) for j in unstable]
+    sides += [(j, -1, float(values[:, j].min()) - 1e-3) for j in unstable]
+    case = RF._side_case(lower, upper, lo.shape[1], sides)
+    proved, floor = RS._prove_each(RF.truncated(net, k), case, {p: intervals[p] for p in earlier}, earlier,
+                                   Deadline(60), RS.ReluSplitOptions(per_polytope=False, refine=None), 4)
+    assert not bool(proved.all())  # some run out of branches
+    for row, ((j, sense, _), ok, bound) in enumerate(zip(sides, proved.tolist(), floor.tolist())):
+        extreme = float(values[:, j].max()) if sense > 0 else -float(values[:, j].min())
+        assert extreme <= -bound + 1e-9  # sense * z_j <= -bound at every sample
+        assert ok or bound < float(case.d[row])
