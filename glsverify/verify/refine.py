@@ -67,6 +67,7 @@ class RefineOptions:
 class RefineReport:
     """Per refined layer: unstable neurons before and after, sides tried and proved, seconds."""
     layers: list[dict] = field(default_factory=list)
+    enough: bool = False  # stopped early: the caller's ``enough`` held
 
     @property
     def proved(self) -> int:
@@ -81,10 +82,13 @@ def truncated(graph: Graph, node: int) -> Graph:
 
 def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, intervals: Intervals,
                      points: list[int], deadline: Deadline, prove: Prover, options: RefineOptions | None = None,
-                     generator: torch.Generator | None = None) -> tuple[Intervals, RefineReport]:
+                     generator: torch.Generator | None = None,
+                     enough: Callable[[Intervals], bool] | None = None) -> tuple[Intervals, RefineReport]:
     """``[1, N]`` intervals of every ReLU-input node, each inside the given one (a refined copy: the
     given ones are left as they are); ``points`` are the ReLU-input nodes in order. The first layer is
-    exact already."""
+    exact already. ``enough(intervals)``, asked after each layer that moved a bound, stops the
+    refinement early (the caller's property is proved with them: 256x6 prop_3_0.05 spent 15 of its
+    65 s of refinement on layers after the one that settled it)."""
     options = options or RefineOptions()
     generator = generator or torch.Generator().manual_seed(0)
     out = {k: (lo.clone(), hi.clone()) for k, (lo, hi) in intervals.items()}
@@ -116,6 +120,9 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
                               "unstable_after": int(((out[k][0] < 0) & (out[k][1] > 0)).sum()),
                               "tried": tried, "proved": proved, "tightened": tightened, "rounds": rounds,
                               "seconds": round(time.perf_counter() - started, 2)})
+        if enough is not None and (proved or tightened) and position + 1 < len(points) and enough(out):
+            report.enough = True
+            break
     return out, report
 
 

@@ -166,7 +166,8 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
             return SearchOutcome("unsat", stats=total)
         budget = deadline.within(options.refine.share * deadline.remaining)
         tight, refined = refine_intervals(graph, case.lower, case.upper, root.root, points, budget,
-                                          _bound_prover(options), options.refine)
+                                          _bound_prover(options), options.refine,
+                                          enough=_proves(graph, _keep_polytopes(case, ~done), points, options, deadline))
         total["refined"] = refined.layers
         if refined.proved:
             root, case, gaps = _root(graph, _keep_polytopes(case, ~done), points, options, deadline, tight)
@@ -317,6 +318,19 @@ def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplit
                            device=case.C.device) for k in points}
     root = {k: (lower[k], upper[k]) for k in points}
     return Branches(splits, alpha, beta, root, root if options.rebound else None), narrowed, gaps[open_polytopes]
+
+
+def _proves(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions, deadline: Deadline):
+    """Whether alpha-CROWN over given intervals proves every polytope of ``case`` (the refinement's
+    early stop)."""
+
+    def proves(intervals) -> bool:
+        splits = {k: torch.zeros_like(intervals[k][0], dtype=torch.int8) for k in points}
+        result = alpha_beta_bounds(graph, case.lower, case.upper, case.C, intervals, splits,
+                                   iterations=options.root_iterations, expired=deadline.expired)
+        return bool(case.proved(result.lower)[0].all())
+
+    return proves
 
 
 def _bound_prover(options: ReluSplitOptions):

@@ -200,3 +200,22 @@ def test_a_side_search_that_runs_out_of_branches_reports_a_bound_short_of_its_th
         extreme = float(values[:, j].max()) if sense > 0 else -float(values[:, j].min())
         assert extreme <= -bound + 1e-9  # sense * z_j <= -bound at every sample
         assert ok or bound < float(case.d[row])
+
+
+def test_refinement_stops_once_the_caller_has_enough():
+    """``enough`` is asked after each layer that moved a bound (never after the last, whose result
+    the caller checks itself); True stops the refinement there."""
+    net, lower, upper, points, intervals = _root_intervals(0)
+    asked = []
+
+    def enough(out) -> bool:
+        asked.append({k: (lo.clone(), hi.clone()) for k, (lo, hi) in out.items()})
+        return True
+
+    tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
+                                        RS._bound_prover(RS.ReluSplitOptions()), _prove(), enough=enough)
+    assert report.enough and len(asked) == 1 and len(report.layers) == 1
+    assert all(torch.equal(asked[0][k][i], tight[k][i]) for k in points for i in range(2))
+    _, full = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
+                                  RS._bound_prover(RS.ReluSplitOptions()), _prove(), enough=lambda out: False)
+    assert not full.enough and len(full.layers) == len(points) - 1
