@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import dataclasses
+import importlib
 import io
 import multiprocessing as mp
 import os
@@ -35,6 +36,10 @@ GRACE = 1.5  # seconds beyond the instance timeout before the executor answers t
 # the system) is replaced: ReLU-split searches fragment the heap, and two mnist_fc workers that kept their
 # memory from one instance to the next reached 15.6 GB and were killed by the system on a 23 GB machine.
 MAX_WORKER_RSS = 3 << 30
+# A fresh worker imports torch and the verifier before it can take an instance; the executor waits up to
+# this long for it to say so, so that start-up is not charged to the instance (a worker replaced after a
+# large instance made three mnist_fc timeouts answer at the hard limit, 301.6 s, instead of 300.1 s)
+STARTUP_S = 120.0
 
 
 @dataclass
@@ -122,6 +127,14 @@ class InProcessExecutor:
         pass
 
 
+def _worker_entry(target: Callable, connection, options, preload: tuple[str, ...]) -> None:
+    """Import ``preload``, tell the executor this worker is ready, then run ``target``."""
+    for name in preload:
+        importlib.import_module(name)
+    connection.send("ready")
+    target(connection, options)
+
+
 def _worker_main(connection, options) -> None:
     """The worker loop: receive an Instance, send back an InstanceResult (until None arrives)."""
     cache: dict = {}
@@ -158,23 +171,34 @@ def resident_bytes(pid: int) -> int | None:
 class WorkerExecutor:
     """Verify in a worker process that is killed and replaced when it overruns."""
 
-    def __init__(self, options=None, target: Callable = None, max_rss: int = MAX_WORKER_RSS):
+    def __init__(self, options=None, target: Callable = None, max_rss: int = MAX_WORKER_RSS,
+                 preload: tuple[str, ...] | None = None):
         self.options = options
         self.max_rss = max_rss  # replace the worker after an instance that leaves it larger than this
         self.replaced = 0
         self.target = target or _worker_main  # the worker loop (tests substitute a stalling one)
+        self.preload = preload  # modules a fresh worker imports before it is ready (None: the verifier's)
         self._context = mp.get_context("spawn")
         self._process = None
         self._connection = None
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        self._process = self._context.Process(target=self.target, args=(child, self.options), daemon=True)
+        preload = self.preload if self.preload is not None else \
+            ("glsverify.verify.pipeline",) if self.target is _worker_main else ()
+        self._process = self._context.Process(target=_worker_entry, args=(self.target, child, self.options, preload),
+                                              daemon=True)
         self._process.start()
         self._connection = parent
+        try:
+            if parent.poll(STARTUP_S):  # "ready"; else the first instance's clock includes the rest of start-up
+                parent.recv()
+        except EOFError:  # the worker died starting: the instance sent to it answers timeout
+            pass
 
     def warm_up(self) -> None:
-        """Start the worker ahead of the first instance (its imports take a few seconds)."""
+        """Start the worker and wait until it has imported the verifier (a few seconds), so that an
+        instance's clock starts when the worker can take it."""
         if self._process is None or not self._process.is_alive():
             self._start()
 

@@ -88,3 +88,16 @@ def test_a_worker_larger_than_its_memory_limit_is_replaced_between_instances(tmp
         small.close()
         roomy.close()
     assert small.replaced == 3 and roomy.replaced == 0
+
+
+def test_a_fresh_workers_start_up_is_not_charged_to_its_first_instance(tmp_path, monkeypatch):
+    """The worker's imports (here a module that takes 3 s to import) finish before the instance's
+    clock starts: a 1 s instance answered at once is not a timeout."""
+    (tmp_path / "slow_start_module.py").write_text("import time\ntime.sleep(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    instance = Instance(tmp_path / "a.onnx", tmp_path / "a.vnnlib", 1.0, "unsat")
+    executor = WorkerExecutor(target=answering_worker, preload=("slow_start_module",))
+    try:
+        assert executor.run(instance).result == "unsat"
+    finally:
+        executor.close()
