@@ -219,3 +219,23 @@ def test_refinement_stops_once_the_caller_has_enough():
     _, full = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
                                   RS._bound_prover(RS.ReluSplitOptions()), _prove(), enough=lambda out: False)
     assert not full.enough and len(full.layers) == len(points) - 1
+
+
+@pytest.mark.parametrize("fair", [True, False])
+def test_tightening_rounds_get_their_layers_share_of_the_time_left(monkeypatch, fair):
+    """With ``fair_layers``, a layer's tightening rounds end by its share of the time left (that time
+    over the layers still to refine), so later layers are reached; without, they may use it all."""
+    net, lower, upper, points, intervals = _root_intervals(0)
+    given = []
+    real = RF._tighten
+
+    def spy(*args):
+        given.append(args[-3].remaining)  # the rounds' deadline
+        return real(*args)
+
+    monkeypatch.setattr(RF, "_tighten", spy)
+    RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60), RS._bound_prover(RS.ReluSplitOptions()),
+                        RF.RefineOptions(max_branches=400, fair_layers=fair))
+    assert len(given) == len(points) - 1
+    share = 60 / (len(points) - 1)
+    assert (given[0] <= share) == fair
