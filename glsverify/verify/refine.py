@@ -75,6 +75,7 @@ class RefineReport:
     """Per refined layer: unstable neurons before and after, sides tried and proved, seconds."""
     layers: list[dict] = field(default_factory=list)
     enough: bool = False  # stopped early: the caller's ``enough`` held
+    moved: bool = False  # some bound moved (a failed side's partial bound too)
 
     @property
     def proved(self) -> int:
@@ -125,6 +126,7 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
                                                reached_min, rounds_deadline, prove, options)
             tried += more
         moved = not (torch.equal(before[0], out[k][0]) and torch.equal(before[1], out[k][1]))
+        report.moved |= moved
         if moved and position + 1 < len(points) and not deadline.expired():
             zero = {p: torch.zeros_like(out[p][0], dtype=torch.int8) for p in points}
             out, _ = rebound(graph, box_lower, box_upper, out, zero, points, iterations=options.alpha_iterations,

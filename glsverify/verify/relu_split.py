@@ -101,7 +101,7 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
                                           _bound_prover(options), options.refine,
                                           enough=_proves(graph, _keep_polytopes(case, ~done), points, options, deadline))
         total["refined"] = refined.layers
-        if refined.proved:
+        if refined.moved:
             root, case, gaps = _root(graph, _keep_polytopes(case, ~done), points, options, deadline, tight)
             if root is None:
                 return SearchOutcome("unsat", stats={**total, "branches": total["branches"] + 1})

@@ -49,7 +49,7 @@ def test_refined_intervals_hold_every_sampled_value_and_only_shrink(seed, normal
     net, lower, upper, points, intervals = _root_intervals(seed, normalise)
     tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
                                         RS._bound_prover(RS.ReluSplitOptions()), _prove())
-    assert report.proved > 0  # something was refined, so the containment below is tested
+    assert report.proved > 0 and report.moved  # something was refined, so the containment below is tested
     values = _values(net, lower, upper, points, seed)
     for k in points:
         (lo, hi), (old_lo, old_hi) = tight[k], intervals[k]
@@ -239,3 +239,19 @@ def test_tightening_rounds_get_their_layers_share_of_the_time_left(monkeypatch, 
     assert len(given) == len(points) - 1
     share = 60 / (len(points) - 1)
     assert (given[0] <= share) == fair
+
+
+def test_bounds_that_failed_sides_reach_are_kept_even_when_nothing_is_proved():
+    """A prover that proves nothing but bounds every side just short of its threshold: the refined
+    intervals move to those bounds (less the proof margin), and the report says they moved."""
+    net, lower, upper, points, intervals = _root_intervals(0)
+
+    def short_of_each(graph, case, given, earlier, deadline, max_branches):
+        return torch.zeros(case.n_polytopes, dtype=torch.bool), case.d - 1e-3
+
+    tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(30), short_of_each,
+                                        RF.RefineOptions(tighten_rounds=1))
+    assert report.proved == 0 and report.moved
+    k = points[1]
+    (lo, hi), (old_lo, old_hi) = tight[k], intervals[k]
+    assert bool((hi < old_hi - 1e-4).any() or (lo > old_lo + 1e-4).any())
