@@ -350,7 +350,7 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
     for left in stack:  # still open when time ran out
         failed[left.target] = True
         give_up(left, torch.arange(len(left), device=device))
-    return ~failed, torch.where(failed, torch.minimum(floor, case.d), case.d)
+    return ~failed, torch.where(failed, floor, case.d)  # floor starts at d, so it never exceeds it
 
 
 def _pairs(lower: dict, upper: dict) -> dict:

@@ -37,8 +37,8 @@ GRACE = 1.5  # seconds beyond the instance timeout before the executor answers t
 # memory from one instance to the next reached 15.6 GB and were killed by the system on a 23 GB machine.
 MAX_WORKER_RSS = 3 << 30
 # A fresh worker imports torch and the verifier before it can take an instance; the executor waits up to
-# this long for it to say so, so that start-up is not charged to the instance (a worker replaced after a
-# large instance made three mnist_fc timeouts answer at the hard limit, 301.6 s, instead of 300.1 s)
+# this long for it to say so, so that start-up is not charged to the instance (the likely reason three
+# mnist_fc timeouts answered at the hard limit, 301.6 s, after a worker was replaced; none in the next run)
 STARTUP_S = 120.0
 
 
@@ -177,17 +177,17 @@ class WorkerExecutor:
         self.max_rss = max_rss  # replace the worker after an instance that leaves it larger than this
         self.replaced = 0
         self.target = target or _worker_main  # the worker loop (tests substitute a stalling one)
-        self.preload = preload  # modules a fresh worker imports before it is ready (None: the verifier's)
+        # modules a fresh worker imports before it says it is ready (default: the verifier, for the real worker)
+        self.preload = preload if preload is not None else \
+            (("glsverify.verify.pipeline",) if self.target is _worker_main else ())
         self._context = mp.get_context("spawn")
         self._process = None
         self._connection = None
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        preload = self.preload if self.preload is not None else \
-            ("glsverify.verify.pipeline",) if self.target is _worker_main else ()
-        self._process = self._context.Process(target=_worker_entry, args=(self.target, child, self.options, preload),
-                                              daemon=True)
+        self._process = self._context.Process(target=_worker_entry,
+                                              args=(self.target, child, self.options, self.preload), daemon=True)
         self._process.start()
         self._connection = parent
         try:
