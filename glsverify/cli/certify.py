@@ -40,9 +40,11 @@ def _property_files(path: Path) -> list[Path]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N instances.")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads for the verifier [torch's default].")
+@click.option("--no-milp", is_flag=True, help="Prove with sound bound propagation only: no HiGHS MILP stage "
+              "(whose proofs rest on floating-point tolerances, widened by a margin).")
 def command(model: Path | None, vnnlib: Path | None, instances: Path | None, timeout: float | None,
             results_dir: Path | None, result_file: Path | None, as_json: bool, device: str, seed: int,
-            limit: int | None, threads: int | None) -> None:
+            limit: int | None, threads: int | None, no_milp: bool) -> None:
     """Prove (unsat), refute (sat, with an onnxruntime-checked counterexample) or time out.
 
     Either MODEL with --vnnlib FILE_OR_DIR, or --instances PATH/instances.csv.
@@ -71,6 +73,8 @@ def command(model: Path | None, vnnlib: Path | None, instances: Path | None, tim
     if threads is not None and threads < 1:
         raise click.BadParameter("must be at least 1", param_hint="--threads")
     options = VerifyOptions(seed=seed, device=_device(device), threads=threads)
+    if no_milp:
+        options.relu_split.milp = None
 
     def write_single(result) -> None:
         if result_file is not None:

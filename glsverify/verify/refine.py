@@ -4,7 +4,8 @@ On mnist_fc, linear bounds leave many hidden neurons unstable that are not: PGD 
 makes 29 of 64 sampled unstable second-layer neurons of 256x4 (prop_5_0.05) positive. Every such
 neuron costs the main search splits and loosens every later layer's intervals. alpha-beta-CROWN
 refines these intervals with Gurobi MIPs before branching (its ``bab-refine`` mode on mnist_fc);
-HiGHS (scipy) did not improve a single bound of that layer in 1 s per neuron. Instead, layer by
+HiGHS (scipy) did not improve a single bound of that layer in 1 s per neuron (over the intervals
+refined here, it does prove whole polytopes: :mod:`glsverify.verify.milp`). Instead, layer by
 layer, each unstable neuron whose attained range (PGD) stays on one side of 0 gets a ReLU-split
 search over the earlier layers (at most ``max_branches`` branches) that tries to prove it stays
 there; the searches of one layer share their bounding calls. Then each neuron still unstable gets

@@ -15,6 +15,9 @@ and stores only the splits. Where rebounding pays and the root leaves polytopes 
 left, the root's intervals are first refined (:mod:`glsverify.verify.refine`): small searches of this
 module over the earlier layers prove neurons stable that linear bounds leave unstable and tighten the
 bounds of those that stay unstable (after a short unrefined search, which settles the easy ones).
+After a refinement, the polytopes that a short search leaves open go to HiGHS, as the exact MILP over
+the refined intervals (:mod:`glsverify.verify.milp`: its cutting planes prove polytopes no single-neuron
+relaxation reaches), and only those it leaves open get the full search.
 
 Branching (BaBSR-style): split the unstable unsplit neuron whose upper-relaxation intercept costs the
 most in the row closest to a proof, ``|min(A, 0)| * (-l u / (u - l))`` with ``A`` the coefficient of
@@ -38,6 +41,7 @@ from glsverify.verify.branches import Branches
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.falsify import confirm_candidates, lowest_corner
 from glsverify.verify.input_split import SearchOutcome, relu_inputs
+from glsverify.verify.milp import MilpEncoding, MilpOptions
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.rebound import rebound
 from glsverify.verify.refine import RefineOptions, refine_intervals
@@ -71,6 +75,9 @@ class ReluSplitOptions:
     # proving neurons stable with small searches (verify/refine.py; None: off). mnist 256x4
     # prop_5_0.05: root gaps -0.62..-0.84 -> proved without branching, unsat in 26 s (a timeout before)
     refine: RefineOptions | None = field(default_factory=RefineOptions)
+    # after a refinement: a polytope the search leaves open within part of its share of the time goes
+    # to HiGHS, over the refined intervals (verify/milp.py; None: off)
+    milp: MilpOptions | None = field(default_factory=MilpOptions)
 
 
 def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
@@ -107,6 +114,14 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
                 return SearchOutcome("unsat", stats={**total, "branches": total["branches"] + 1})
             done = torch.zeros(case.n_polytopes, dtype=torch.bool)
     order = [polytope for polytope in torch.argsort(gaps, descending=True).tolist() if not done[polytope]]
+    if refined is not None and options.milp is not None and options.per_polytope:
+        encoding = MilpEncoding.build(graph, case.lower, case.upper, root.root, points)
+        if encoding is not None:
+            total["milp_binaries"] = encoding.n_binaries
+        if encoding is not None and encoding.n_binaries <= options.milp.max_binaries:
+            order, found = _milp_passes(graph, case, root, order, points, checker, deadline, options, encoding, total)
+            if found is not None:
+                return found
     for position, polytope in enumerate(order if options.per_polytope else [None]):
         sub_case, sub_root = (case, root) if polytope is None else _only_polytope(case, root, polytope)
         outcome = _search(graph, sub_case, sub_root, points, checker, deadline, options)
@@ -135,6 +150,51 @@ def _quick_search(graph: Graph, case: CaseProblem, root: Branches, gaps: torch.T
             return None
         done[polytope] = True
     return None
+
+
+def _milp_passes(graph: Graph, case: CaseProblem, root: Branches, order: list[int], points: list[int],
+                 checker: WitnessChecker, deadline: Deadline, options: ReluSplitOptions, encoding: MilpEncoding,
+                 total: dict) -> tuple[list[int], SearchOutcome | None]:
+    """Two passes over the open polytopes (``order``, easiest first) before the full search: a short
+    search each (``options.milp.search_share`` of an even share of the time left: most polytopes it
+    settles, it settles fast), then HiGHS on the exact encoding for each one still open, sharing the
+    time left evenly (what one leaves, the next ones get). Returns the polytopes still open, or a sat
+    outcome. Counts branches, MILP calls, proofs and seconds in ``total``."""
+    milp_options = options.milp
+    share = milp_options.search_share * deadline.remaining / max(1, len(order))
+    left = []
+    for polytope in order:
+        outcome = _search(graph, *_only_polytope(case, root, polytope), points, checker, deadline.within(share), options)
+        total["branches"] += outcome.stats.get("branches", 0)
+        if outcome.result == "sat":
+            return [], _with_stats(outcome, total)
+        if outcome.result != "unsat":
+            left.append(polytope)
+    still = []
+    for position, polytope in enumerate(left):
+        limit = min(deadline.remaining / (len(left) - position), deadline.remaining - 0.5)
+        if limit < milp_options.min_seconds:
+            return still + left[position:], None
+        sub_case = _only_polytope(case, root, polytope)[0]
+        solved = encoding.solve(sub_case.C, sub_case.d, limit, milp_options.margin)
+        total["milp"] = total.get("milp", 0) + 1
+        total["milp_s"] = round(total.get("milp_s", 0.0) + solved.seconds, 2)
+        if solved.status == "infeasible":
+            total["milp_proved"] = total.get("milp_proved", 0) + 1
+            continue
+        if solved.status == "feasible":
+            x = torch.as_tensor(solved.x, dtype=case.lower.dtype, device=case.lower.device).reshape(1, *case.lower.shape)
+            x = torch.minimum(torch.maximum(x, case.lower), case.upper)  # HiGHS keeps bounds within a tolerance
+            with torch.no_grad():
+                found = confirm_candidates(x, sub_case.violation_margin(graph.forward(x)), sub_case, checker, 1)
+            if found is not None:
+                return [], _with_stats(SearchOutcome("sat", found), total)
+        still.append(polytope)
+    return still, None
+
+
+def _with_stats(outcome: SearchOutcome, total: dict) -> SearchOutcome:
+    return replace(outcome, stats={**outcome.stats, **total})
 
 
 def _search(graph: Graph, case: CaseProblem, root: Branches, points: list[int], checker: WitnessChecker,

@@ -78,3 +78,22 @@ def test_sanity_benchmarks_are_all_decided_correctly(tmp_path):
     assert len(records) == 5
     assert not any(r["wrong"] for r in records)
     assert all(r["result"] == r["expected"] for r in records)
+
+
+@pytest.mark.parametrize("flag, expected", [([], True), (["--no-milp"], False)])
+def test_no_milp_turns_the_milp_stage_off(instance_folder, monkeypatch, flag, expected):
+    from glsverify.vnncomp import runner as runner_module
+
+    seen = []
+    original = runner_module.InProcessExecutor.__init__
+
+    def spy(self, options, *args, **kwargs):
+        seen.append(options.relu_split.milp is not None)
+        original(self, options, *args, **kwargs)
+
+    monkeypatch.setattr(runner_module.InProcessExecutor, "__init__", spy)
+    model, props = instance_folder
+    run = CliRunner().invoke(cli, ["certify", str(model), "--vnnlib", str(props / "unsat.vnnlib"), *flag, "--json"])
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)[0]["result"] == "unsat"
+    assert seen == [expected]

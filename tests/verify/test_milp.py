@@ -1,0 +1,121 @@
+"""The MILP encoding: exact on the box (its feasible points are real network evaluations, and every
+value a sample reaches stays feasible), so its infeasibility proofs hold at every sample; and the
+search hands polytopes it leaves open to HiGHS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from glsverify import graph as G
+from glsverify.bounds.interface import compute_bounds
+from glsverify.graph import Graph, Node
+from glsverify.verify.deadline import Deadline
+from glsverify.verify.input_split import relu_inputs
+from glsverify.verify.milp import MilpEncoding, MilpOptions, affine_chain
+from glsverify.verify.problem import CaseProblem
+from glsverify.verify.witness import WitnessChecker
+from tests.verify.nets import random_mlp, threshold_property, write_network
+
+
+def _crown_intervals(net: Graph, lower: torch.Tensor, upper: torch.Tensor) -> dict:
+    kept: list = []
+    row = torch.ones(1, net.output_shape[0], dtype=torch.float64)
+    with torch.no_grad():
+        compute_bounds(net, lower.unsqueeze(0), upper.unsqueeze(0), row, method="crown", want_upper=False,
+                       keep_intervals=kept)
+    return {k: (kept[k][0].reshape(1, -1), kept[k][1].reshape(1, -1)) for k in relu_inputs(net)}
+
+
+def _setup(seed: int, n_in: int = 3, widths=(10, 10), normalise: bool = True):
+    net = random_mlp(seed, n_in, list(widths), 2, normalise).to(dtype=torch.float64)
+    lower, upper = torch.zeros(n_in, dtype=torch.float64), torch.ones(n_in, dtype=torch.float64)
+    points = relu_inputs(net)
+    encoding = MilpEncoding.build(net, lower, upper, _crown_intervals(net, lower, upper), points)
+    x = lower + (upper - lower) * torch.rand(20000, n_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    with torch.no_grad():
+        y = net.forward(x)
+    return net, encoding, x, y
+
+
+@pytest.mark.parametrize("normalise", [True, False])
+def test_the_chain_of_affine_maps_computes_the_network(normalise):
+    net = random_mlp(3, 5, [7, 6], 4, normalise).to(dtype=torch.float64)
+    maps = affine_chain(net, relu_inputs(net))
+    assert maps is not None and len(maps) == 3
+    x = torch.rand(50, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    v = x.numpy()
+    for layer, (w, b) in enumerate(maps):
+        v = v @ w.T + b
+        if layer < len(maps) - 1:
+            v = np.maximum(v, 0)
+    with torch.no_grad():
+        expected = net.forward(x).numpy()
+    assert np.allclose(v, expected, atol=1e-12)
+
+
+def test_a_graph_that_is_not_a_chain_of_affine_layers_and_relus_has_no_encoding():
+    net = random_mlp(3, 5, [7], 2)
+    nodes = list(net.nodes)
+    nodes.insert(3, Node("tanh", G.TANH, (2,), nodes[2].shape))
+    nodes = nodes[:4] + [Node(n.name, n.kind, (i - 1,), n.shape, n.attrs, n.params) for i, n in enumerate(nodes[4:], 4)]
+    with_tanh = Graph(nodes, net.params)
+    assert affine_chain(with_tanh, relu_inputs(with_tanh)) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_threshold_that_a_sample_reaches_stays_feasible_and_the_point_found_is_real(seed):
+    """Soundness: a polytope containing a sampled output is never reported empty; the input HiGHS
+    returns reproduces (to the solver's tolerance) an output inside the polytope."""
+    net, encoding, x, y = _setup(seed)
+    row = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    reached = float((y @ row.T).min())
+    outcome = encoding.solve(row, torch.tensor([reached]), time_limit=30, margin=0.0)
+    assert outcome.status == "feasible"
+    with torch.no_grad():
+        value = float(net.forward(torch.as_tensor(outcome.x).unsqueeze(0)) @ row[0])
+    assert value <= reached + 1e-5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_proof_holds_at_every_sample_and_the_encoding_is_exact_enough_to_prove(seed):
+    """Below the true minimum (a little under the sampled one, on a small box) HiGHS proves the
+    polytope empty, where CROWN's bound does not; no sample lies in a polytope it proved empty."""
+    net, encoding, x, y = _setup(seed)
+    row = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    values = (y @ row.T).flatten()
+    threshold = float(values.min()) - 0.05 * float(values.max() - values.min())
+    outcome = encoding.solve(row, torch.tensor([threshold]), time_limit=30)
+    assert outcome.status == "infeasible"
+    assert bool((values > threshold).all())  # what the proof claims, at every sample
+    with torch.no_grad():
+        crown = compute_bounds(net, torch.zeros(1, 3, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64),
+                               row, method="crown", want_upper=False)
+    assert float(crown.lower.flatten()[0]) < threshold  # CROWN alone does not prove it
+
+
+def test_the_search_hands_an_open_polytope_to_the_milp(tmp_path):
+    """With no time for the search, the MILP settles a polytope that holds (unsat) and finds a
+    counterexample, confirmed in onnxruntime, for one that does not."""
+    from glsverify.verify import relu_split as RS
+
+    path, graph, runner = write_network(random_mlp(11, 6, [24, 24, 24], 3), tmp_path)
+    net = graph.to(dtype=torch.float64)
+    options = RS.ReluSplitOptions(milp=MilpOptions(search_share=0.0, min_seconds=0.5))
+    centre = np.random.default_rng(11).random(6) * 0.5 + 0.25
+    points = relu_inputs(net)
+    for shift, expected in ((-0.2, "unsat"), (-0.03, "sat")):
+        prop = threshold_property(graph, centre - 0.1, centre + 0.1, np.array([1.0, -1.0, 0.0]), 0.0, 11, shift=shift)
+        case, checker = CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
+        root, narrowed, _ = RS._root(net, case, points, options, Deadline(None))
+        assert root is not None  # the root's bound leaves it open
+        encoding = MilpEncoding.build(net, case.lower, case.upper, root.root, points)
+        total: dict = {"branches": 0}
+        left, found = RS._milp_passes(net, narrowed, root, [0], points, checker, Deadline(60), options, encoding, total)
+        assert total["milp"] == 1
+        if expected == "sat":
+            assert left == [] and found.result == "sat"
+            assert checker.check(found.counterexample.x, 0) is not None
+        else:
+            assert left == [] and found is None and total["milp_proved"] == 1
