@@ -5,11 +5,14 @@
 2. Bound cascade: IBP, then CROWN, then alpha-CROWN on each case's box; a case is closed when every
    unsafe polytope is proved empty (``unsat`` when all cases close).
 3. Branch and bound on the cases left open: input splitting for low-dimensional inputs, ReLU
-   splitting otherwise, with counterexample checks along the way, until the deadline.
+   splitting otherwise, with counterexample checks along the way, until the deadline. ReLU splitting
+   may first refine the intermediate intervals and hand open polytopes to HiGHS as an exact MILP
+   (``--no-milp`` keeps every proof to sound bound propagation).
 4. Otherwise ``timeout`` (deadline reached) or ``unknown`` (search gave up).
 
 Soundness: bounds are computed in float64 with a proof margin; NaN/inf bounds never prove anything;
-a ``sat`` always carries an onnxruntime-confirmed counterexample.
+a MILP proof holds for the unsafe rows widened by 1e-4 (the solver's tolerances are 1e-6); a ``sat``
+always carries an onnxruntime-confirmed counterexample.
 """
 
 from __future__ import annotations

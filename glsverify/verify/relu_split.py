@@ -75,8 +75,8 @@ class ReluSplitOptions:
     # proving neurons stable with small searches (verify/refine.py; None: off). mnist 256x4
     # prop_5_0.05: root gaps -0.62..-0.84 -> proved without branching, unsat in 26 s (a timeout before)
     refine: RefineOptions | None = field(default_factory=RefineOptions)
-    # after a refinement: a polytope the search leaves open within part of its share of the time goes
-    # to HiGHS, over the refined intervals (verify/milp.py; None: off)
+    # after a refinement: the polytopes a short search leaves open go to HiGHS, as the exact MILP over
+    # the refined intervals, when it has at most max_binaries unstable neurons (verify/milp.py; None: off)
     milp: MilpOptions | None = field(default_factory=MilpOptions)
 
 
@@ -158,8 +158,9 @@ def _milp_passes(graph: Graph, case: CaseProblem, root: Branches, order: list[in
     """Two passes over the open polytopes (``order``, easiest first) before the full search: a short
     search each (``options.milp.search_share`` of an even share of the time left: most polytopes it
     settles, it settles fast), then HiGHS on the exact encoding for each one still open, sharing the
-    time left evenly (what one leaves, the next ones get). Returns the polytopes still open, or a sat
-    outcome. Counts branches, MILP calls, proofs and seconds in ``total``."""
+    time left evenly (what one leaves, the next ones get; the last gets all that is left, so the full
+    search runs on what HiGHS did not use). Returns the polytopes still open, or a sat outcome. Counts
+    branches, MILP calls, proofs and seconds in ``total``."""
     milp_options = options.milp
     share = milp_options.search_share * deadline.remaining / max(1, len(order))
     left = []
