@@ -41,7 +41,7 @@ from glsverify.verify.branches import Branches
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.falsify import confirm_candidates, lowest_corner
 from glsverify.verify.input_split import SearchOutcome, relu_inputs
-from glsverify.verify.milp import MilpEncoding, MilpOptions
+from glsverify.verify.milp import MilpEncoding, MilpOptions, prove_polytopes
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.rebound import rebound
 from glsverify.verify.refine import RefineOptions, refine_intervals
@@ -161,8 +161,7 @@ def _milp_passes(graph: Graph, case: CaseProblem, root: Branches, order: list[in
     time left evenly (what one leaves, the next ones get; the last gets all that is left, so the full
     search runs on what HiGHS did not use). Returns the polytopes still open, or a sat outcome. Counts
     branches, MILP calls, proofs and seconds in ``total``."""
-    milp_options = options.milp
-    share = milp_options.search_share * deadline.remaining / max(1, len(order))
+    share = options.milp.search_share * deadline.remaining / max(1, len(order))
     left = []
     for polytope in order:
         outcome = _search(graph, *_only_polytope(case, root, polytope), points, checker, deadline.within(share), options)
@@ -171,27 +170,11 @@ def _milp_passes(graph: Graph, case: CaseProblem, root: Branches, order: list[in
             return [], _with_stats(outcome, total)
         if outcome.result != "unsat":
             left.append(polytope)
-    still = []
-    for position, polytope in enumerate(left):
-        limit = min(deadline.remaining / (len(left) - position), deadline.remaining - 0.5)
-        if limit < milp_options.min_seconds:
-            return still + left[position:], None
-        sub_case = _only_polytope(case, root, polytope)[0]
-        solved = encoding.solve(sub_case.C, sub_case.d, limit, milp_options.margin)
-        total["milp"] = total.get("milp", 0) + 1
-        total["milp_s"] = round(total.get("milp_s", 0.0) + solved.seconds, 2)
-        if solved.status == "infeasible":
-            total["milp_proved"] = total.get("milp_proved", 0) + 1
-            continue
-        if solved.status == "feasible":
-            x = torch.as_tensor(solved.x, dtype=case.lower.dtype, device=case.lower.device).reshape(1, *case.lower.shape)
-            x = torch.minimum(torch.maximum(x, case.lower), case.upper)  # HiGHS keeps bounds within a tolerance
-            with torch.no_grad():
-                found = confirm_candidates(x, sub_case.violation_margin(graph.forward(x)), sub_case, checker, 1)
-            if found is not None:
-                return [], _with_stats(SearchOutcome("sat", found), total)
-        still.append(polytope)
-    return still, None
+    still, found = prove_polytopes(encoding, graph, [_only_polytope(case, root, p)[0] for p in left], checker, deadline,
+                                   options.milp, total)
+    if found is not None:
+        return [], _with_stats(SearchOutcome("sat", found), total)
+    return [left[k] for k in still], None
 
 
 def _with_stats(outcome: SearchOutcome, total: dict) -> SearchOutcome:
