@@ -104,8 +104,10 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
         if bool(done.all()):
             return SearchOutcome("unsat", stats=total)
         budget = deadline.within(options.refine.share * deadline.remaining)
+        refine_options = options.refine if options.milp is None or not options.per_polytope else \
+            replace(options.refine, milp_binaries=options.milp.max_binaries)  # the MILP does the last rounds' work
         tight, refined = refine_intervals(graph, case.lower, case.upper, root.root, points, budget,
-                                          _bound_prover(options), options.refine,
+                                          _bound_prover(options), refine_options,
                                           enough=_proves(graph, _keep_polytopes(case, ~done), points, options, deadline))
         total["refined"] = refined.layers
         if refined.moved:

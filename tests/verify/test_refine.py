@@ -255,3 +255,46 @@ def test_bounds_that_failed_sides_reach_are_kept_even_when_nothing_is_proved():
     k = points[1]
     (lo, hi), (old_lo, old_hi) = tight[k], intervals[k]
     assert bool((hi < old_hi - 1e-4).any() or (lo > old_lo + 1e-4).any())
+
+
+@pytest.mark.parametrize("cap,last_rounds", [(None, True), (0, True), (10_000, False)])
+def test_the_last_layers_rounds_are_left_to_the_milp_only_when_it_is_small_enough(monkeypatch, cap, last_rounds):
+    """With ``milp_binaries``, the last layer gets its stability proofs but no tightening rounds when at
+    most that many neurons stay unstable in all (the MILP that follows does their work); every other
+    layer, and the last one over the cap, is tightened as before."""
+    net, lower, upper, points, intervals = _root_intervals(0)
+    tightened = []
+    real = RF._tighten
+
+    def spy(sub, box_lower, box_upper, out, k, *rest):
+        tightened.append(k)
+        return real(sub, box_lower, box_upper, out, k, *rest)
+
+    monkeypatch.setattr(RF, "_tighten", spy)
+    _, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
+                                    RS._bound_prover(RS.ReluSplitOptions()),
+                                    RF.RefineOptions(max_branches=400, milp_binaries=cap))
+    assert tightened == (points[1:] if last_rounds else points[1:-1])
+    assert len(report.layers) == len(points) - 1 and report.layers[-1]["tried"] > 0  # the last layer was refined
+
+
+def test_relu_split_caps_the_last_layers_rounds_at_the_milps_binaries(monkeypatch, tmp_path):
+    """The ReLU-split search hands the MILP's binary cap to the refinement (no cap without a MILP),
+    and answers as before either way."""
+    path, graph, runner = write_network(random_mlp(1, 64, [12, 12, 12], 3, normalise=False), tmp_path)
+    centre = np.random.default_rng(1).random(64) * 0.5 + 0.25
+    prop = threshold_property(graph, centre - 0.15, centre + 0.15, np.array([1.0, -1.0, 0.0]), 0.0, 1, shift=-1.0)
+    net = graph.to(dtype=torch.float64)
+    case, checker = CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
+    seen = []
+    real = RS.refine_intervals
+
+    def spy(*args, **kwargs):
+        seen.append(args[7].milp_binaries)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(RS, "refine_intervals", spy)
+    for milp in (RS.MilpOptions(max_binaries=77), None):
+        options = RS.ReluSplitOptions(milp=milp, refine=RF.RefineOptions(min_seconds=0.0, quick_seconds=0.0))
+        assert RS.relu_split(net, case, checker, Deadline(60), options).result == "unsat"
+    assert seen == [77, None]
