@@ -11,9 +11,9 @@ left 2 of the 9 open in the 150 s after the refinement. The refinement's last ti
 therefore left to HiGHS (``RefineOptions.milp_binaries``): 45 s earlier, over slightly looser
 intervals, it proves all 9 in 180 s, and the instance is solved (238.7 s; prop_4_0.05 in 248.2 s).
 HiGHS's primal heuristics cost nothing measurable here (the ninth polytope: 112.6 s with them, 112.8 s
-with ``mip_heuristic_effort`` 0), so the public ``milp`` interface suffices. This is what alpha-beta-CROWN's MIP stage
-does with Gurobi on mnist_fc; HiGHS ships with scipy, which scikit-learn already required (now pinned
-in pyproject.toml, as this module imports it directly).
+with ``mip_heuristic_effort`` 0), so the public ``milp`` interface suffices. This is what
+alpha-beta-CROWN's MIP stage does with Gurobi on mnist_fc; HiGHS ships with scipy, which
+scikit-learn already required (now pinned in pyproject.toml, as this module imports it directly).
 
 Soundness. The encoding is exact on the box given sound intervals: every input, with its hidden
 values and phases, satisfies it. A polytope is proved empty when HiGHS reports the encoding plus the
