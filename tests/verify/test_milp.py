@@ -4,6 +4,8 @@ search hands polytopes it leaves open to HiGHS."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from glsverify.bounds.interface import compute_bounds
 from glsverify.graph import Graph, Node
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.input_split import relu_inputs
-from glsverify.verify.milp import MilpEncoding, MilpOptions, affine_chain
+from glsverify.verify.milp import MilpEncoding, MilpOptions, MilpOutcome, affine_chain, prove_polytopes
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.witness import WitnessChecker
 from tests.verify.nets import random_mlp, threshold_property, write_network
@@ -124,3 +126,89 @@ def test_the_search_hands_an_open_polytope_to_the_milp(tmp_path):
             assert checker.check(found.counterexample.x, 0) is not None
         else:
             assert left == [] and found is None and total["milp_proved"] == 1
+
+
+class _Deadline:
+    """A deadline whose time left stays put (the shares below then do not depend on speed)."""
+    remaining = 100.0
+
+
+class _Encoding:
+    """Stands in for a MilpEncoding: records each solve's time limit, then answers ``answer(index)``."""
+
+    def __init__(self, answer):
+        self.answer, self.limits, self.lock = answer, [], threading.Lock()
+
+    def solve(self, C, d, time_limit, margin):
+        with self.lock:
+            self.limits.append(time_limit)
+        return self.answer(int(d[0]))
+
+
+def _cases(n: int) -> list[CaseProblem]:
+    """``n`` one-row cases whose threshold is their index (so a fake solve knows which it got)."""
+    box = torch.zeros(1, dtype=torch.float64)
+    return [CaseProblem(0, box, box + 1, torch.ones(1, 1, dtype=torch.float64), torch.tensor([float(i)], dtype=torch.float64),
+                        torch.zeros(1, dtype=torch.long), 1) for i in range(n)]
+
+
+def test_the_workers_solve_polytopes_side_by_side_and_share_the_time():
+    """Two workers: every solve waits for a second one to run at the same time (a barrier that a
+    one-at-a-time loop would break), and the first two each get 2/4 of the time left."""
+    barrier = threading.Barrier(2, timeout=20)
+
+    def answer(index):
+        barrier.wait()
+        return MilpOutcome("infeasible" if index != 2 else "unknown")
+
+    encoding, total = _Encoding(answer), {}
+    still, found = prove_polytopes(encoding, None, _cases(4), None, _Deadline(), MilpOptions(workers=2, attempts=1), total)
+    assert found is None and still == [2]
+    assert total["milp"] == 4 and total["milp_proved"] == 3
+    assert encoding.limits[:2] == [50.0, 50.0] and max(encoding.limits) <= 99.5
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_one_worker_gives_each_polytope_an_even_share_of_what_is_left(attempts):
+    """Shares of a time left that stays at 100 s; with two attempts, the polytopes that ran out are
+    solved again after all had their first, with shares of their own."""
+    encoding = _Encoding(lambda index: MilpOutcome("unknown"))
+    total: dict = {}
+    still, _ = prove_polytopes(encoding, None, _cases(4), None, _Deadline(), MilpOptions(workers=1, attempts=attempts),
+                               total)
+    assert still == [0, 1, 2, 3] and total["milp"] == 4 * attempts
+    assert encoding.limits == pytest.approx([25.0, 100 / 3, 50.0, 99.5] * attempts)
+
+
+def test_a_polytope_proved_on_its_second_attempt_is_proved():
+    tries: list[int] = []
+
+    def answer(index):
+        tries.append(index)
+        return MilpOutcome("unknown" if tries.count(index) == 1 and index == 1 else "infeasible")
+
+    still, _ = prove_polytopes(_Encoding(answer), None, _cases(3), None, _Deadline(), MilpOptions(workers=1), {})
+    assert still == [] and tries == [0, 1, 2, 1]
+
+
+def test_a_confirmed_counterexample_returns_while_other_solves_still_run(monkeypatch):
+    """Polytope 0 keeps its worker busy until the test ends; polytope 1's confirmed point answers."""
+    from glsverify.verify import milp as M
+
+    release, finished = threading.Event(), []
+
+    def answer(index):
+        if index == 0:
+            release.wait(timeout=10)
+            finished.append(index)
+            return MilpOutcome("unknown")
+        return MilpOutcome("feasible", np.zeros(1))
+
+    monkeypatch.setattr(M, "confirm_candidates", lambda x, margins, case, checker, n: "confirmed")
+    graph = Graph([Node("x", G.INPUT, (), (1,))], {})
+    try:
+        still, found = prove_polytopes(_Encoding(answer), graph, _cases(2), None, _Deadline(), MilpOptions(workers=2), {})
+        assert not finished  # polytope 0's solve is still under way
+    finally:
+        release.set()
+    assert found == "confirmed" and still == []
