@@ -11,7 +11,9 @@ left 2 of the 9 open in the 150 s after the refinement. The refinement's last ti
 therefore left to HiGHS (``RefineOptions.milp_binaries``): 45 s earlier, over slightly looser
 intervals, it proves all 9 in 180 s, and the instance is solved (238.7 s; prop_4_0.05 in 248.2 s).
 HiGHS's primal heuristics cost nothing measurable here (the ninth polytope: 112.6 s with them, 112.8 s
-with ``mip_heuristic_effort`` 0), so the public ``milp`` interface suffices. This is what
+with ``mip_heuristic_effort`` 0), so the public ``milp`` interface suffices. HiGHS releases the GIL,
+so one thread per torch thread solves that many polytopes side by side (:func:`prove_polytopes`):
+256x4 prop_6_0.03's 9 need 15-54 s each, 149 s on two cores (a timeout with one). This is what
 alpha-beta-CROWN's MIP stage does with Gurobi on mnist_fc; HiGHS ships with scipy, which
 scikit-learn already required (now pinned in pyproject.toml, as this module imports it directly).
 
@@ -212,16 +214,18 @@ def prove_polytopes(encoding: MilpEncoding, graph: Graph, cases: list[CaseProble
     time left, ``n`` the cases waiting or under way (what one leaves, the next ones get; the last ones
     get all that is left). A case that runs out of its time is solved again, from scratch, once every
     case has started (``options.attempts``). Returns the indices of the cases still open, or a
-    counterexample onnxruntime confirmed. Counts calls, proofs and seconds in ``total``.
+    counterexample onnxruntime confirmed. Counts calls, proofs and seconds in ``total``, with the time
+    left at the start and each solve's case, status, seconds and time limit (``milp_solves``).
 
     Why threads: HiGHS releases the GIL, and the polytopes are independent. 256x4 prop_6_0.03 gives
     HiGHS 9 polytopes that need 30-60 s each on one core; one worker per core is that many times the
     polytopes proved in the time left (a whole machine per instance, as in VNN-COMP). A confirmed
     counterexample returns at once; solves still running end at their own time limits."""
     workers = max(1, min(options.workers or torch.get_num_threads(), len(cases)))
+    total["milp_time_left"] = round(deadline.remaining, 1)
     still: list[int] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="highs")
-    running: dict = {}  # future -> (position, attempt)
+    running: dict = {}  # future -> (position, attempt, time limit)
     queue = [(position, 0) for position in range(len(cases))]
     again: list[tuple[int, int]] = []  # ran out of time: solved again once every case has started
     try:
@@ -237,12 +241,13 @@ def prove_polytopes(encoding: MilpEncoding, graph: Graph, cases: list[CaseProble
                     break
                 position, attempt = queue.pop(0)
                 future = pool.submit(encoding.solve, cases[position].C, cases[position].d, limit, options.margin)
-                running[future] = (position, attempt)
+                running[future] = (position, attempt, round(limit, 1))
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                (position, attempt), solved = running.pop(future), future.result()
+                (position, attempt, limit), solved = running.pop(future), future.result()
+                total.setdefault("milp_solves", []).append([position, solved.status, round(solved.seconds, 1), limit])
                 found = _settle(solved, cases[position], graph, checker, total)
                 if found is not None:
                     return [], found

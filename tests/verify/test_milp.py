@@ -178,6 +178,9 @@ def test_one_worker_gives_each_polytope_an_even_share_of_what_is_left(attempts):
                                total)
     assert still == [0, 1, 2, 3] and total["milp"] == 4 * attempts
     assert encoding.limits == pytest.approx([25.0, 100 / 3, 50.0, 99.5] * attempts)
+    assert total["milp_time_left"] == 100.0
+    assert [solve[0] for solve in total["milp_solves"]] == [0, 1, 2, 3] * attempts
+    assert [solve[3] for solve in total["milp_solves"]] == pytest.approx([25.0, 33.3, 50.0, 99.5] * attempts)
 
 
 def test_a_polytope_proved_on_its_second_attempt_is_proved():
