@@ -60,8 +60,8 @@ class MilpOptions:
     margin: float = 1e-4  # each unsafe row widened by this before a proof (see the module docstring)
     workers: int | None = None  # polytopes solved side by side (None: one per torch thread)
     # a polytope that runs out of its share of the time gets another solve, with a new share, once every
-    # polytope has had its first: 256x4 prop_6_0.03 with two workers proved 8 of 9, the ninth ran out at
-    # its first share (about 2/9 of 230 s) and needs about 54 s
+    # polytope has had its first: 256x4 prop_6_0.03 with two workers and one attempt proved 8 of 9 (one
+    # ran out of its share, about 2/9 of the 230 s left), with two attempts 9 of 9 in 10 solves
     attempts: int = 2
 
 
@@ -218,9 +218,10 @@ def prove_polytopes(encoding: MilpEncoding, graph: Graph, cases: list[CaseProble
     left at the start and each solve's case, status, seconds and time limit (``milp_solves``).
 
     Why threads: HiGHS releases the GIL, and the polytopes are independent. 256x4 prop_6_0.03 gives
-    HiGHS 9 polytopes that need 30-60 s each on one core; one worker per core is that many times the
-    polytopes proved in the time left (a whole machine per instance, as in VNN-COMP). A confirmed
-    counterexample returns at once; solves still running end at their own time limits."""
+    HiGHS 9 polytopes of 15-54 s each (solved two at a time); one worker per core is that many times
+    the polytopes proved in the time left (a whole machine per instance, as in VNN-COMP). A confirmed
+    counterexample returns at once; solves still running end at their own time limits (and the
+    process exits only after them)."""
     workers = max(1, min(options.workers or torch.get_num_threads(), len(cases)))
     total["milp_time_left"] = round(deadline.remaining, 1)
     still: list[int] = []
