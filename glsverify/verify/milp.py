@@ -11,9 +11,12 @@ left 2 of the 9 open in the 150 s after the refinement. The refinement's last ti
 therefore left to HiGHS (``RefineOptions.milp_binaries``): 45 s earlier, over slightly looser
 intervals, it proves all 9 in 180 s, and the instance is solved (238.7 s; prop_4_0.05 in 248.2 s).
 HiGHS's primal heuristics cost nothing measurable here (the ninth polytope: 112.6 s with them, 112.8 s
-with ``mip_heuristic_effort`` 0), so the public ``milp`` interface suffices. HiGHS releases the GIL,
-so one thread per torch thread solves that many polytopes side by side (:func:`prove_polytopes`):
-256x4 prop_6_0.03's 9 need 15-54 s each, 149 s on two cores (a timeout with one). This is what
+with ``mip_heuristic_effort`` 0), so the public ``milp`` interface suffices. One worker process per
+torch thread solves that many polytopes side by side (:func:`prove_polytopes`): 256x4 prop_6_0.03's 9
+need 15-54 s each, 149 s on two cores (a timeout with one). Processes, not threads, because scipy's
+``milp`` cannot be interrupted: a process can be stopped when its answer is no longer needed, so idle
+cores race other seeds on the polytopes still open (the ninth polytope above: 51-169 s by seed) and a
+counterexample ends every solve at once (:mod:`glsverify.verify.highs_worker`). This is what
 alpha-beta-CROWN's MIP stage does with Gurobi on mnist_fc; HiGHS ships with scipy, which
 scikit-learn already required (now pinned in pyproject.toml, as this module imports it directly).
 
@@ -28,19 +31,27 @@ point HiGHS returns is only a candidate: it counts only once onnxruntime confirm
 
 from __future__ import annotations
 
+import itertools
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from glsverify import graph as G
 from glsverify.graph import Graph
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.falsify import confirm_candidates
+from glsverify.verify.highs_worker import solve_arrays, write_atomically
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.witness import Counterexample, WitnessChecker
 
@@ -63,11 +74,18 @@ class MilpOptions:
     # polytope has had its first: 256x4 prop_6_0.03 with two workers and one attempt proved 8 of 9 (one
     # ran out of its share, about 2/9 of the 230 s left), with two attempts 9 of 9 in 10 solves
     attempts: int = 2
+    # a worker with no case left to start solves a case under way once more with another seed, up to
+    # ``racers`` solves per case, and the first answer stops the others (HiGHS's time on a polytope
+    # varies several-fold with its seed: verify/highs_worker.py)
+    race: bool = True
+    racers: int = 2
+    processes: bool = True  # each solve in a worker process that can be stopped (False: in a thread)
 
 
 @dataclass
 class MilpOutcome:
-    status: str  # "infeasible" (proved empty), "feasible" (a candidate in ``x``) or "unknown"
+    # "infeasible" (proved empty), "feasible" (a candidate in ``x``), "unknown" or "error" (the worker failed)
+    status: str
     x: np.ndarray | None = None  # the candidate input, flattened
     seconds: float = 0.0
 
@@ -181,84 +199,239 @@ class MilpEncoding:
         return cls(maps, box_lower.detach().double().cpu().reshape(-1).numpy(),
                    box_upper.detach().double().cpu().reshape(-1).numpy(), pairs)
 
-    def solve(self, C: torch.Tensor, d: torch.Tensor, time_limit: float, margin: float = 1e-4) -> MilpOutcome:
-        """Whether some input makes every row ``C y <= d`` hold (each widened by ``margin``):
-        "infeasible" proves the polytope empty on the box. The objective, the first row, steers
-        HiGHS's cuts and pruning towards the proof."""
-        started = time.perf_counter()
-        c = C.detach().double().cpu().numpy()
-        rows = sp.csr_matrix(c) @ self.output
-        limit = d.detach().double().cpu().numpy() - c @ self.output_bias + margin
-        constraints = LinearConstraint(sp.vstack([self.matrix, rows]).tocsr(),
-                                       np.concatenate([self.row_lower, np.full(len(limit), -np.inf)]),
-                                       np.concatenate([self.row_upper, limit]))
-        objective = np.asarray(rows[0].todense()).reshape(-1)
-        # any feasible point answers the question, so a huge gap tolerance stops HiGHS at the first one
-        # (on a test network: sat after 8.7-9.7 s instead of running to the 10 s limit); a proof of
-        # infeasibility is unaffected, since no gap exists without a feasible point
-        options = {"time_limit": max(time_limit, 0.1), "disp": False, "mip_rel_gap": 1e9}
-        result = milp(objective, integrality=self.integrality, bounds=Bounds(self.lower, self.upper),
-                      constraints=constraints, options=options)
-        seconds = time.perf_counter() - started
-        if result.status == 2:
-            return MilpOutcome("infeasible", seconds=seconds)
-        if result.x is not None:
-            return MilpOutcome("feasible", np.asarray(result.x[: self.n_inputs]), seconds)
-        return MilpOutcome("unknown", seconds=seconds)
+    def arrays(self) -> dict:
+        """The encoding as plain arrays (what :mod:`glsverify.verify.highs_worker` solves)."""
+        return {"matrix": self.matrix, "row_lower": self.row_lower, "row_upper": self.row_upper,
+                "lower": self.lower, "upper": self.upper, "integrality": self.integrality,
+                "output": self.output, "output_bias": self.output_bias, "n_inputs": self.n_inputs}
+
+    def solve(self, C: torch.Tensor, d: torch.Tensor, time_limit: float, margin: float = 1e-4,
+              seed: int = 0) -> MilpOutcome:
+        """Whether some input makes every row ``C y <= d`` hold (each widened by ``margin``), solved
+        in this process: "infeasible" proves the polytope empty on the box."""
+        return _outcome(solve_arrays(self.arrays(), *_rows(C, d), time_limit, margin, seed))
+
+    def start(self, C: torch.Tensor, d: torch.Tensor, time_limit: float, margin: float, seed: int,
+              workdir: str | None) -> "SolveHandle":
+        """:meth:`solve` in a worker process that :meth:`SolveHandle.cancel` stops (``workdir``: where
+        the encoding and the outcome are passed; None solves in a thread, which cannot be stopped)."""
+        if workdir is None:
+            return ThreadSolve(lambda: self.solve(C, d, time_limit, margin, seed))
+        base = os.path.join(workdir, "encoding.pkl")
+        if not os.path.exists(base):
+            write_atomically(base, self.arrays())
+        name = os.path.join(workdir, f"solve{next(_solve_numbers)}")
+        c, limit = _rows(C, d)
+        write_atomically(f"{name}.case", {"C": c, "d": limit, "time_limit": time_limit, "margin": margin,
+                                          "seed": seed, "parent": os.getpid()})
+        return ProcessSolve([sys.executable, "-m", "glsverify.verify.highs_worker", base, f"{name}.case",
+                             f"{name}.out"], f"{name}.out")
+
+
+_solve_numbers = itertools.count()
+
+
+def _rows(C: torch.Tensor, d: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    return C.detach().double().cpu().numpy(), d.detach().double().cpu().numpy()
+
+
+def _outcome(solved: dict) -> MilpOutcome:
+    return MilpOutcome(solved["status"], solved["x"], solved["seconds"])
+
+
+class SolveHandle(Protocol):
+    """A solve under way."""
+
+    def done(self) -> bool: ...
+
+    def outcome(self) -> MilpOutcome: ...
+
+    def cancel(self) -> None: ...
+
+
+class ProcessSolve:
+    """A solve in a worker process (``argv``) that writes its outcome to ``out``; :meth:`cancel`
+    kills it. A worker that ends without an outcome (killed) answers "unknown", one that failed
+    "error" (its messages are kept in ``out`` + ".err")."""
+
+    def __init__(self, argv: list[str], out: str):
+        self.out, self.started = out, time.perf_counter()
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
+        with open(f"{out}.err", "wb") as errors:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=errors, stderr=errors, env=env)
+
+    def done(self) -> bool:
+        return self.process.poll() is not None
+
+    def outcome(self) -> MilpOutcome:
+        self.process.wait()
+        try:
+            with open(self.out, "rb") as stream:
+                return _outcome(pickle.load(stream))
+        except (OSError, EOFError, pickle.UnpicklingError):
+            failed = self.process.returncode not in (0, -signal.SIGKILL)
+            return MilpOutcome("error" if failed else "unknown", seconds=time.perf_counter() - self.started)
+
+    def cancel(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+class ThreadSolve:
+    """A solve in a thread of this process: scipy's HiGHS releases the GIL, but :meth:`cancel` cannot
+    stop it (it runs on to its time limit)."""
+
+    def __init__(self, solve: Callable[[], MilpOutcome]):
+        self.result: list = []
+        self.thread = threading.Thread(target=lambda: self.result.append(_guarded(solve)), daemon=True,
+                                       name="highs")
+        self.thread.start()
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def outcome(self) -> MilpOutcome:
+        self.thread.join()
+        if isinstance(self.result[0], BaseException):
+            raise self.result[0]
+        return self.result[0]
+
+    def cancel(self) -> None:
+        pass
+
+
+def _guarded(solve: Callable[[], MilpOutcome]):
+    try:
+        return solve()
+    except BaseException as error:  # handed to the caller of outcome()
+        return error
+
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+POLL_SECONDS = 0.02
+
+
+@dataclass
+class _Solve:
+    position: int
+    attempt: int  # retries after running out of time (racers do not count)
+    seed: int
+    limit: float
+    handle: SolveHandle
+    started: float = field(default_factory=time.perf_counter)
 
 
 def prove_polytopes(encoding: MilpEncoding, graph: Graph, cases: list[CaseProblem], checker: WitnessChecker,
                     deadline: Deadline, options: MilpOptions, total: dict) -> tuple[list[int], Counterexample | None]:
-    """HiGHS on each case (one open polytope each), ``options.workers`` at a time (None: one per torch
-    thread), sharing the time left evenly: a worker starting a case gives it ``workers / n`` of the
-    time left, ``n`` the cases waiting or under way (what one leaves, the next ones get; the last ones
-    get all that is left). A case that runs out of its time is solved again, from scratch, once every
-    case has started (``options.attempts``). Returns the indices of the cases still open, or a
-    counterexample onnxruntime confirmed. Counts calls, proofs and seconds in ``total``, with the time
-    left at the start and each solve's case, status, seconds and time limit (``milp_solves``).
+    """HiGHS on each case (one open polytope each), ``options.workers`` solves at a time (None: one
+    per torch thread), sharing the time left: a worker starting a case gives it ``workers / n`` of the
+    time left, ``n`` the solves waiting or under way (what one leaves, the next ones get; the last ones
+    get all that is left). A case that runs out of its time is solved again, with another seed, once
+    every case has started (``options.attempts``). A worker with nothing left to start races another
+    seed on a case still under way (``options.race``); the first answer stops the others. Returns the
+    indices of the cases still open, or a counterexample onnxruntime confirmed (every solve still
+    running is stopped then). Counts calls, proofs and seconds in ``total``, with the time left at the
+    start and each solve's case, status, seconds, time limit and seed (``milp_solves``).
 
-    Why threads: HiGHS releases the GIL, and the polytopes are independent. 256x4 prop_6_0.03 gives
-    HiGHS 9 polytopes of 15-54 s each (solved two at a time); one worker per core is that many times
-    the polytopes proved in the time left (a whole machine per instance, as in VNN-COMP). A confirmed
-    counterexample returns at once; solves still running end at their own time limits (and the
-    process exits only after them)."""
-    workers = max(1, min(options.workers or torch.get_num_threads(), len(cases)))
+    Why side by side: the polytopes are independent, and one solve per core is that many times the
+    polytopes proved in the time left (a whole machine per instance, as in VNN-COMP). 256x4
+    prop_6_0.03 gives HiGHS 9 polytopes of 15-54 s each. Why races: HiGHS's time on one polytope
+    varies with its seed by 3x and more (:mod:`glsverify.verify.highs_worker`), and at the end of the
+    stage fewer cases than cores are left."""
+    workers = max(1, options.workers or torch.get_num_threads())
     total["milp_time_left"] = round(deadline.remaining, 1)
     still: list[int] = []
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="highs")
-    running: dict = {}  # future -> (position, attempt, time limit)
+    running: list[_Solve] = []
+    seeds = [0] * len(cases)  # the next seed per case
     queue = [(position, 0) for position in range(len(cases))]
     again: list[tuple[int, int]] = []  # ran out of time: solved again once every case has started
-    try:
-        while queue or again or running:
-            if not queue:
-                queue, again = again, []
-            while queue and len(running) < workers:
-                share = deadline.remaining * workers / (len(queue) + len(running))  # running ones: under way
-                limit = min(share, deadline.remaining - 0.5)
-                if limit < options.min_seconds:
-                    still += [position for position, _ in queue + again]
-                    queue, again = [], []
+    settled: set[int] = set()
+    with tempfile.TemporaryDirectory(prefix="glsverify-highs-") as workdir:
+        try:
+            while queue or again or running:
+                while len(running) < workers:
+                    if not queue:
+                        queue, again = again, []
+                    pending = len(queue) + len({solve.position for solve in running})
+                    limit = min(deadline.remaining * workers / max(1, pending), deadline.remaining - 0.5)
+                    if limit < options.min_seconds:
+                        still += [position for position, _ in queue + again]
+                        queue, again = [], []
+                        break
+                    if queue:
+                        position, attempt = queue.pop(0)
+                    else:
+                        position = _race_target(running, settled, options)
+                        if position is None:
+                            break
+                        attempt = -1
+                        limit = deadline.remaining - 0.5
+                    seed, seeds[position] = seeds[position], seeds[position] + 1
+                    handle = encoding.start(cases[position].C, cases[position].d, limit, options.margin, seed,
+                                            workdir if options.processes else None)
+                    running.append(_Solve(position, attempt, seed, limit, handle))
+                if not running:
                     break
-                position, attempt = queue.pop(0)
-                future = pool.submit(encoding.solve, cases[position].C, cases[position].d, limit, options.margin)
-                running[future] = (position, attempt, round(limit, 1))
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                (position, attempt, limit), solved = running.pop(future), future.result()
-                total.setdefault("milp_solves", []).append([position, solved.status, round(solved.seconds, 1), limit])
-                found = _settle(solved, cases[position], graph, checker, total)
-                if found is not None:
-                    return [], found
-                if solved.status == "unknown" and attempt < options.attempts - 1:
-                    again.append((position, attempt + 1))
-                elif solved.status != "infeasible":
-                    still.append(position)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return sorted(still), None
+                finished = _wait_for_one(running)
+                for solve in finished:
+                    if solve not in running:  # stopped: another solve of its case settled it
+                        continue
+                    running.remove(solve)
+                    solved = solve.handle.outcome()
+                    total.setdefault("milp_solves", []).append(
+                        [solve.position, solved.status, round(solved.seconds, 1), round(solve.limit, 1), solve.seed])
+                    found = _settle(solved, cases[solve.position], graph, checker, total)
+                    if found is not None:
+                        return [], found
+                    if solved.status == "infeasible":
+                        settled.add(solve.position)
+                        for other in [other for other in running if other.position == solve.position]:
+                            _cancel(other, running, total)
+                    elif any(other.position == solve.position for other in running):
+                        continue  # another solve of this case is still under way
+                    elif solved.status == "unknown" and 0 <= solve.attempt < options.attempts - 1:
+                        again.append((solve.position, solve.attempt + 1))
+                    elif solve.position not in settled:
+                        settled.add(solve.position)
+                        still.append(solve.position)
+        finally:
+            for solve in running:
+                solve.handle.cancel()
+    return sorted(set(still)), None
+
+
+def _race_target(running: list[_Solve], settled: set[int], options: MilpOptions) -> int | None:
+    """The case under way with the fewest solves (the earliest started among them) that may get one
+    more, or None."""
+    if not options.race:
+        return None
+    counts: dict[int, int] = {}
+    for solve in running:
+        if solve.position not in settled:
+            counts[solve.position] = counts.get(solve.position, 0) + 1
+    fewest = min(counts.values(), default=None)
+    if fewest is None or fewest >= options.racers:
+        return None
+    return next(position for position, count in counts.items() if count == fewest)
+
+
+def _wait_for_one(running: list[_Solve]) -> list[_Solve]:
+    """Polls until at least one solve has ended; returns those that have."""
+    while True:
+        finished = [solve for solve in running if solve.handle.done()]
+        if finished:
+            return finished
+        time.sleep(POLL_SECONDS)
+
+
+def _cancel(solve: _Solve, running: list[_Solve], total: dict) -> None:
+    """Stops a solve whose case another solve settled, and records it."""
+    solve.handle.cancel()
+    running.remove(solve)
+    total.setdefault("milp_solves", []).append(
+        [solve.position, "stopped", round(time.perf_counter() - solve.started, 1), round(solve.limit, 1), solve.seed])
 
 
 def _settle(solved: MilpOutcome, case: CaseProblem, graph: Graph, checker: WitnessChecker,

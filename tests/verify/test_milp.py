@@ -5,6 +5,7 @@ search hands polytopes it leaves open to HiGHS."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from glsverify.bounds.interface import compute_bounds
 from glsverify.graph import Graph, Node
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.input_split import relu_inputs
-from glsverify.verify.milp import MilpEncoding, MilpOptions, MilpOutcome, affine_chain, prove_polytopes
+from glsverify.verify.milp import MilpEncoding, MilpOptions, MilpOutcome, ThreadSolve, affine_chain, prove_polytopes
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.witness import WitnessChecker
 from tests.verify.nets import random_mlp, threshold_property, write_network
@@ -134,15 +135,37 @@ class _Deadline:
 
 
 class _Encoding:
-    """Stands in for a MilpEncoding: records each solve's time limit, then answers ``answer(index)``."""
+    """Stands in for a MilpEncoding: records each solve's time limit and seed, then answers
+    ``answer(index)`` in a thread (or hands out the handle ``handles(index, seed)`` makes)."""
 
-    def __init__(self, answer):
-        self.answer, self.limits, self.lock = answer, [], threading.Lock()
+    def __init__(self, answer=None, handles=None):
+        self.answer, self.handles, self.limits, self.seeds, self.lock = answer, handles, [], [], threading.Lock()
 
-    def solve(self, C, d, time_limit, margin):
+    def start(self, C, d, time_limit, margin, seed, workdir):
         with self.lock:
             self.limits.append(time_limit)
-        return self.answer(int(d[0]))
+            self.seeds.append((int(d[0]), seed))
+        if self.handles is not None:
+            return self.handles(int(d[0]), seed)
+        return ThreadSolve(lambda: self.answer(int(d[0])))
+
+
+class _Handle:
+    """A solve that ends when the test says so, and records being stopped; one left waiting for more
+    than 10 s fails the test (nothing in it ends that solve)."""
+
+    def __init__(self, outcome: MilpOutcome | None = None):
+        self.result, self.cancelled, self.started = outcome, False, time.perf_counter()
+
+    def done(self) -> bool:
+        assert time.perf_counter() - self.started < 10, "a solve that nothing ends"
+        return self.result is not None or self.cancelled
+
+    def outcome(self) -> MilpOutcome:
+        return self.result or MilpOutcome("unknown")
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 def _cases(n: int) -> list[CaseProblem]:
@@ -162,7 +185,8 @@ def test_the_workers_solve_polytopes_side_by_side_and_share_the_time():
         return MilpOutcome("infeasible" if index != 2 else "unknown")
 
     encoding, total = _Encoding(answer), {}
-    still, found = prove_polytopes(encoding, None, _cases(4), None, _Deadline(), MilpOptions(workers=2, attempts=1), total)
+    still, found = prove_polytopes(encoding, None, _cases(4), None, _Deadline(), MilpOptions(workers=2, attempts=1, race=False),
+                                   total)
     assert found is None and still == [2]
     assert total["milp"] == 4 and total["milp_proved"] == 3
     assert encoding.limits[:2] == [50.0, 50.0] and max(encoding.limits) <= 99.5
@@ -215,3 +239,54 @@ def test_a_confirmed_counterexample_returns_while_other_solves_still_run(monkeyp
     finally:
         release.set()
     assert found == "confirmed" and still == []
+
+
+def test_a_confirmed_counterexample_stops_the_solves_still_running(monkeypatch):
+    from glsverify.verify import milp as M
+
+    handles = {0: _Handle(), 1: _Handle(MilpOutcome("feasible", np.zeros(1)))}
+    monkeypatch.setattr(M, "confirm_candidates", lambda x, margins, case, checker, n: "confirmed")
+    graph = Graph([Node("x", G.INPUT, (), (1,))], {})
+    _, found = prove_polytopes(_Encoding(handles=lambda index, seed: handles[index]), graph, _cases(2), None,
+                               _Deadline(), MilpOptions(workers=2), {})
+    assert found == "confirmed" and handles[0].cancelled
+
+
+@pytest.mark.parametrize("race", [True, False])
+def test_an_idle_worker_races_another_seed_and_the_first_proof_stops_the_other(race):
+    """One polytope, two workers: the second worker solves it with seed 1; seed 1's proof stops
+    seed 0's solve. Without racing, seed 0 runs alone (to its unknown)."""
+    handles: dict = {}
+
+    def make(index, seed):
+        handles[seed] = _Handle(MilpOutcome("infeasible", seconds=1.0) if seed == 1 else None)
+        if not race:  # nothing else will end it
+            handles[seed].result = MilpOutcome("unknown")
+        return handles[seed]
+
+    encoding, total = _Encoding(handles=make), {}
+    still, found = prove_polytopes(encoding, None, _cases(1), None, _Deadline(), MilpOptions(workers=2, attempts=1, race=race),
+                                   total)
+    if race:
+        assert encoding.seeds == [(0, 0), (0, 1)] and encoding.limits == pytest.approx([99.5, 99.5])
+        assert still == [] and found is None and handles[0].cancelled
+        assert [solve[1] for solve in total["milp_solves"]] == ["infeasible", "stopped"]
+        assert total["milp_proved"] == 1
+    else:
+        assert encoding.seeds == [(0, 0)] and still == [0]
+
+
+def test_a_retry_uses_a_new_seed_and_races_do_not_outnumber_racers():
+    """Three polytopes, three workers, two racers at most: polytope 0 runs out of time (unknown) and
+    is solved again with seed 1 or 2, never with a seed it had; no polytope has three solves."""
+    live: dict = {}
+
+    def make(index, seed):
+        live[(index, seed)] = _Handle(MilpOutcome("unknown" if index == 0 and seed == 0 else "infeasible"))
+        return live[(index, seed)]
+
+    encoding = _Encoding(handles=make)
+    still, _ = prove_polytopes(encoding, None, _cases(3), None, _Deadline(), MilpOptions(workers=3, racers=2), {})
+    assert still == []
+    seeds_of_0 = [seed for index, seed in encoding.seeds if index == 0]
+    assert seeds_of_0[0] == 0 and len(seeds_of_0) == len(set(seeds_of_0)) >= 2

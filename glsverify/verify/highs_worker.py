@@ -1,0 +1,96 @@
+"""One HiGHS solve of an open polytope, in a process of its own that can be stopped.
+
+Why a process: scipy's ``milp`` cannot be interrupted, so a solve in a thread runs to its time limit
+even when its answer is no longer needed (another solve proved the polytope, or found a counterexample
+and the verifier has answered). HiGHS's time on one polytope also depends heavily on its random seed:
+the ninth polytope of mnist 256x4 prop_9_0.05 needs 111 s with seed 0, 169 s with seed 1 and 51 s with
+seed 2. Solves that can be stopped let idle cores race seeds on the polytopes still open and stop the
+losers (:func:`glsverify.verify.milp.prove_polytopes`).
+
+This module imports numpy and scipy only (no torch), so a worker starts in about 0.3 s:
+``python -m glsverify.verify.highs_worker BASE CASE OUT`` reads the encoding's arrays (``BASE``, shared
+by every solve of one MILP stage) and one polytope with its time limit and seed (``CASE``), and writes
+the outcome to ``OUT`` atomically (a half-written outcome is never read).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import signal
+import sys
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+
+def solve_arrays(base: dict, C: np.ndarray, d: np.ndarray, time_limit: float, margin: float,
+                 seed: int = 0) -> dict:
+    """Whether some input satisfies the encoding ``base`` and every row ``C y <= d`` (each widened by
+    ``margin``). Returns ``{"status": "infeasible" | "feasible" | "unknown", "x": input or None,
+    "seconds": float}``; "infeasible" proves the polytope empty on the box. The objective, the first
+    row, steers HiGHS's cuts and pruning towards the proof."""
+    started = time.perf_counter()
+    rows = sp.csr_matrix(C) @ base["output"]
+    limit = d - C @ base["output_bias"] + margin
+    constraints = LinearConstraint(sp.vstack([base["matrix"], rows]).tocsr(),
+                                   np.concatenate([base["row_lower"], np.full(len(limit), -np.inf)]),
+                                   np.concatenate([base["row_upper"], limit]))
+    objective = np.asarray(rows[0].todense()).reshape(-1)
+    # any feasible point answers the question, so a huge gap tolerance stops HiGHS at the first one
+    # (on a test network: sat after 8.7-9.7 s instead of running to the 10 s limit); a proof of
+    # infeasibility is unaffected, since no gap exists without a feasible point
+    options = {"time_limit": max(time_limit, 0.1), "disp": False, "mip_rel_gap": 1e9}
+    if seed:
+        options["random_seed"] = int(seed)  # passed on to HiGHS; scipy warns that it does not check it
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unrecognized options detected")
+        result = milp(objective, integrality=base["integrality"], bounds=Bounds(base["lower"], base["upper"]),
+                      constraints=constraints, options=options)
+    seconds = time.perf_counter() - started
+    if result.status == 2:
+        return {"status": "infeasible", "x": None, "seconds": seconds}
+    if result.x is not None:
+        return {"status": "feasible", "x": np.asarray(result.x[: base["n_inputs"]]), "seconds": seconds}
+    return {"status": "unknown", "x": None, "seconds": seconds}
+
+
+def write_atomically(path: str, value) -> None:
+    """Pickle ``value`` to ``path`` through a temporary file and a rename."""
+    partial = f"{path}.partial"
+    with open(partial, "wb") as stream:
+        pickle.dump(value, stream, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this process when the verifier that started it dies (a harness that kills
+    the verifier at its timeout must not leave solves behind); elsewhere the solve's time limit ends
+    it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def main(argv: list[str]) -> int:
+    base_path, case_path, out_path = argv
+    with open(case_path, "rb") as stream:
+        case = pickle.load(stream)
+    _die_with_parent(case["parent"])
+    with open(base_path, "rb") as stream:
+        base = pickle.load(stream)
+    outcome = solve_arrays(base, case["C"], case["d"], case["time_limit"], case["margin"], case["seed"])
+    write_atomically(out_path, outcome)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
