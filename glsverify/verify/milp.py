@@ -214,7 +214,8 @@ class MilpEncoding:
     def start(self, C: torch.Tensor, d: torch.Tensor, time_limit: float, margin: float, seed: int,
               workdir: str | None) -> "SolveHandle":
         """:meth:`solve` in a worker process that :meth:`SolveHandle.cancel` stops (``workdir``: where
-        the encoding and the outcome are passed; None solves in a thread, which cannot be stopped)."""
+        the encoding and the outcome are passed; None, or a process that cannot be started, solves in a
+        thread, which cannot be stopped)."""
         if workdir is None:
             return ThreadSolve(lambda: self.solve(C, d, time_limit, margin, seed))
         base = os.path.join(workdir, "encoding.pkl")
@@ -224,8 +225,11 @@ class MilpEncoding:
         c, limit = _rows(C, d)
         write_atomically(f"{name}.case", {"C": c, "d": limit, "time_limit": time_limit, "margin": margin,
                                           "seed": seed, "parent": os.getpid()})
-        return ProcessSolve([sys.executable, "-m", "glsverify.verify.highs_worker", base, f"{name}.case",
-                             f"{name}.out"], f"{name}.out")
+        try:
+            return ProcessSolve([sys.executable, "-m", "glsverify.verify.highs_worker", base, f"{name}.case",
+                                 f"{name}.out"], f"{name}.out")
+        except OSError:  # no process to be had (limits, no executable): solve here, unstoppable
+            return ThreadSolve(lambda: self.solve(C, d, time_limit, margin, seed))
 
 
 _solve_numbers = itertools.count()

@@ -78,3 +78,17 @@ def _alive(pid: int) -> bool:
             return stream.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_process_that_cannot_start_leaves_the_solve_to_this_process(tmp_path, monkeypatch):
+    from glsverify.verify import milp as M
+
+    def refuse(*args, **kwargs):
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(M.subprocess, "Popen", refuse)
+    net, encoding, x, y = _setup(5)
+    row = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    threshold = float((y @ row.T).min()) - 0.5
+    handle = encoding.start(row, torch.tensor([threshold], dtype=torch.float64), 30, 1e-4, 0, str(tmp_path))
+    assert isinstance(handle, M.ThreadSolve) and handle.outcome().status == "infeasible"
