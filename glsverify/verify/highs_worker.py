@@ -20,6 +20,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -60,8 +61,9 @@ def solve_arrays(base: dict, C: np.ndarray, d: np.ndarray, time_limit: float, ma
 
 
 def write_atomically(path: str, value) -> None:
-    """Pickle ``value`` to ``path`` through a temporary file and a rename."""
-    partial = f"{path}.partial"
+    """Pickle ``value`` to ``path`` through a temporary file of this thread's own and a rename (so
+    writers of the same path at once each succeed, and a reader sees one whole file)."""
+    partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
     with open(partial, "wb") as stream:
         pickle.dump(value, stream, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(partial, path)

@@ -4,9 +4,11 @@ and never outliving the verifier that started them."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -92,3 +94,12 @@ def test_a_process_that_cannot_start_leaves_the_solve_to_this_process(tmp_path, 
     threshold = float((y @ row.T).min()) - 0.5
     handle = encoding.start(row, torch.tensor([threshold], dtype=torch.float64), 30, 1e-4, 0, str(tmp_path))
     assert isinstance(handle, M.ThreadSolve) and handle.outcome().status == "infeasible"
+
+
+def test_writers_of_one_path_at_once_each_succeed(tmp_path):
+    path = str(tmp_path / "encoding.pkl")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: write_atomically(path, {"k": k, "pad": bytes(1 << 20)}), range(32)))
+    with open(path, "rb") as stream:
+        assert len(pickle.load(stream)["pad"]) == 1 << 20
+    assert os.listdir(tmp_path) == ["encoding.pkl"]
