@@ -3,12 +3,13 @@
 Why a process: scipy's ``milp`` cannot be interrupted, so a solve in a thread runs to its time limit
 even when its answer is no longer needed (another solve proved the polytope, or found a counterexample
 and the verifier has answered). HiGHS's time on one polytope also depends heavily on its random seed:
-the ninth polytope of mnist 256x4 prop_9_0.05 needs 111 s with seed 0, 169 s with seed 1 and 51 s with
-seed 2. Solves that can be stopped let idle cores race seeds on the polytopes still open and stop the
-losers (:func:`glsverify.verify.milp.prove_polytopes`).
+the ninth polytope of mnist 256x4 prop_9_0.05 needed 111 s with seed 0, 169 s with seed 1 and 51 s
+with seed 2 on one run's encoding, and 95-136 s over seeds 0-3 on another's
+(bench/results/milp_race.md). Solves that can be stopped let idle cores race seeds on the polytopes
+still open and stop the losers (:func:`glsverify.verify.milp.prove_polytopes`).
 
-This module imports numpy and scipy only (no torch), so a worker starts in about 0.3 s:
-``python -m glsverify.verify.highs_worker BASE CASE OUT`` reads the encoding's arrays (``BASE``, shared
+This module imports numpy, scipy and the standard library only (no torch), so a worker starts in
+about 0.5 s: ``python -m glsverify.verify.highs_worker BASE CASE OUT`` reads the encoding's arrays (``BASE``, shared
 by every solve of one MILP stage) and one polytope with its time limit and seed (``CASE``), and writes
 the outcome to ``OUT`` atomically (a half-written outcome is never read).
 """
@@ -20,13 +21,14 @@ import os
 import pickle
 import signal
 import sys
-import threading
 import time
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
+
+from glsverify.io_utils import atomic_save
 
 
 def solve_arrays(base: dict, C: np.ndarray, d: np.ndarray, time_limit: float, margin: float,
@@ -60,13 +62,9 @@ def solve_arrays(base: dict, C: np.ndarray, d: np.ndarray, time_limit: float, ma
     return {"status": "unknown", "x": None, "seconds": seconds}
 
 
-def write_atomically(path: str, value) -> None:
-    """Pickle ``value`` to ``path`` through a temporary file of this thread's own and a rename (so
-    writers of the same path at once each succeed, and a reader sees one whole file)."""
-    partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
-    with open(partial, "wb") as stream:
-        pickle.dump(value, stream, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(partial, path)
+def save_pickle(path: str, value) -> None:
+    """Pickle ``value`` to ``path`` atomically (a reader never sees half of it)."""
+    atomic_save(path, lambda handle: pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _die_with_parent(parent: int) -> None:
@@ -90,7 +88,7 @@ def main(argv: list[str]) -> int:
     with open(base_path, "rb") as stream:
         base = pickle.load(stream)
     outcome = solve_arrays(base, case["C"], case["d"], case["time_limit"], case["margin"], case["seed"])
-    write_atomically(out_path, outcome)
+    save_pickle(out_path, outcome)
     return 0
 
 

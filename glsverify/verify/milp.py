@@ -51,7 +51,7 @@ from glsverify import graph as G
 from glsverify.graph import Graph
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.falsify import confirm_candidates
-from glsverify.verify.highs_worker import solve_arrays, write_atomically
+from glsverify.verify.highs_worker import solve_arrays, save_pickle
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.witness import Counterexample, WitnessChecker
 
@@ -220,10 +220,10 @@ class MilpEncoding:
             return ThreadSolve(lambda: self.solve(C, d, time_limit, margin, seed))
         base = os.path.join(workdir, "encoding.pkl")
         if not os.path.exists(base):
-            write_atomically(base, self.arrays())
+            save_pickle(base, self.arrays())
         name = os.path.join(workdir, f"solve{next(_solve_numbers)}")
         c, limit = _rows(C, d)
-        write_atomically(f"{name}.case", {"C": c, "d": limit, "time_limit": time_limit, "margin": margin,
+        save_pickle(f"{name}.case", {"C": c, "d": limit, "time_limit": time_limit, "margin": margin,
                                           "seed": seed, "parent": os.getpid()})
         try:
             return ProcessSolve([sys.executable, "-m", "glsverify.verify.highs_worker", base, f"{name}.case",
@@ -342,68 +342,96 @@ def prove_polytopes(encoding: MilpEncoding, graph: Graph, cases: list[CaseProble
     Why side by side: the polytopes are independent, and one solve per core is that many times the
     polytopes proved in the time left (a whole machine per instance, as in VNN-COMP). 256x4
     prop_6_0.03 gives HiGHS 9 polytopes of 15-54 s each. Why races: HiGHS's time on one polytope
-    varies with its seed by 3x and more (:mod:`glsverify.verify.highs_worker`), and at the end of the
+    varies with its seed, on one polytope from 51 to 169 s (:mod:`glsverify.verify.highs_worker`), and at the end of the
     stage fewer cases than cores are left."""
-    workers = max(1, options.workers or torch.get_num_threads())
-    total["milp_time_left"] = round(deadline.remaining, 1)
-    still: list[int] = []
-    running: list[_Solve] = []
-    seeds = [0] * len(cases)  # the next seed per case
-    queue = [(position, 0) for position in range(len(cases))]
-    again: list[tuple[int, int]] = []  # ran out of time: solved again once every case has started
-    settled: set[int] = set()
+    stage = _Stage(encoding, cases, deadline, options, total)
     with tempfile.TemporaryDirectory(prefix="glsverify-highs-") as workdir:
         try:
-            while queue or again or running:
-                while len(running) < workers:
-                    if not queue:
-                        queue, again = again, []
-                    pending = len(queue) + len({solve.position for solve in running})
-                    limit = min(deadline.remaining * workers / max(1, pending), deadline.remaining - 0.5)
-                    if limit < options.min_seconds:
-                        still += [position for position, _ in queue + again]
-                        queue, again = [], []
-                        break
-                    if queue:
-                        position, attempt = queue.pop(0)
-                    else:
-                        position = _race_target(running, settled, options)
-                        if position is None:
-                            break
-                        attempt = -1
-                        limit = deadline.remaining - 0.5
-                    seed, seeds[position] = seeds[position], seeds[position] + 1
-                    handle = encoding.start(cases[position].C, cases[position].d, limit, options.margin, seed,
-                                            workdir if options.processes else None)
-                    running.append(_Solve(position, attempt, seed, limit, handle))
-                if not running:
-                    break
-                finished = _wait_for_one(running)
-                for solve in finished:
-                    if solve not in running:  # stopped: another solve of its case settled it
-                        continue
-                    running.remove(solve)
-                    solved = solve.handle.outcome()
-                    total.setdefault("milp_solves", []).append(
-                        [solve.position, solved.status, round(solved.seconds, 1), round(solve.limit, 1), solve.seed])
-                    found = _settle(solved, cases[solve.position], graph, checker, total)
-                    if found is not None:
-                        return [], found
-                    if solved.status == "infeasible":
-                        settled.add(solve.position)
-                        for other in [other for other in running if other.position == solve.position]:
-                            _cancel(other, running, total)
-                    elif any(other.position == solve.position for other in running):
-                        continue  # another solve of this case is still under way
-                    elif solved.status == "unknown" and 0 <= solve.attempt < options.attempts - 1:
-                        again.append((solve.position, solve.attempt + 1))
-                    elif solve.position not in settled:
-                        settled.add(solve.position)
-                        still.append(solve.position)
+            while stage.start_solves(workdir if options.processes else None):
+                for solve in _wait_for_one(stage.running):
+                    if solve in stage.running:  # not stopped because another solve settled its case
+                        found = stage.finish(solve, graph, checker)
+                        if found is not None:
+                            return [], found
         finally:
-            for solve in running:
+            for solve in stage.running:
                 solve.handle.cancel()
-    return sorted(set(still)), None
+    return sorted(stage.still), None
+
+
+class _Stage:
+    """The solves of :func:`prove_polytopes`: those under way (``running``), the cases waiting for a
+    first solve (``queue``) or for another after running out of time (``again``), and the cases
+    settled: proved, or left open (``still``)."""
+
+    def __init__(self, encoding: MilpEncoding, cases: list[CaseProblem], deadline: Deadline, options: MilpOptions,
+                 total: dict):
+        self.encoding, self.cases, self.deadline, self.options, self.total = encoding, cases, deadline, options, total
+        self.workers = max(1, options.workers or torch.get_num_threads())
+        total["milp_time_left"] = round(deadline.remaining, 1)
+        self.running: list[_Solve] = []
+        self.seeds = [0] * len(cases)  # the next seed per case
+        self.queue = [(position, 0) for position in range(len(cases))]
+        self.again: list[tuple[int, int]] = []
+        self.settled: set[int] = set()
+        self.still: list[int] = []
+
+    def start_solves(self, workdir: str | None) -> bool:
+        """Starts solves on the free workers: first solves, then retries, then racers. Returns whether
+        any solve is under way."""
+        while len(self.running) < self.workers:
+            if not self.queue:
+                self.queue, self.again = self.again, []
+            pending = len(self.queue) + len({solve.position for solve in self.running})
+            remaining = self.deadline.remaining
+            limit = min(remaining * self.workers / max(1, pending), remaining - 0.5)
+            if limit < self.options.min_seconds:  # too little time: the cases not started stay open
+                self.still += [position for position, _ in self.queue + self.again]
+                self.queue, self.again = [], []
+                break
+            if self.queue:
+                position, attempt = self.queue.pop(0)
+            else:
+                position, attempt, limit = _race_target(self.running, self.settled, self.options), -1, remaining - 0.5
+                if position is None:
+                    break
+            seed, self.seeds[position] = self.seeds[position], self.seeds[position] + 1
+            case = self.cases[position]
+            handle = self.encoding.start(case.C, case.d, limit, self.options.margin, seed, workdir)
+            self.running.append(_Solve(position, attempt, seed, limit, handle))
+        return bool(self.running)
+
+    def finish(self, solve: _Solve, graph: Graph, checker: WitnessChecker) -> Counterexample | None:
+        """Records an ended solve: a proof stops the other solves of its case; a case that ran out of
+        time waits for another attempt unless another solve of it is under way. Returns a confirmed
+        counterexample, if the solve found one."""
+        self.running.remove(solve)
+        solved = solve.handle.outcome()
+        self.total.setdefault("milp_solves", []).append(
+            [solve.position, solved.status, round(solved.seconds, 1), round(solve.limit, 1), solve.seed])
+        found = _settle(solved, self.cases[solve.position], graph, checker, self.total)
+        if found is not None:
+            return found
+        others = [other for other in self.running if other.position == solve.position]
+        if solved.status == "infeasible":
+            self.settled.add(solve.position)
+            for other in others:
+                self._stop(other)
+        elif others:
+            pass  # another solve of this case is still under way
+        elif solved.status == "unknown" and 0 <= solve.attempt < self.options.attempts - 1:
+            self.again.append((solve.position, solve.attempt + 1))
+        elif solve.position not in self.settled:
+            self.settled.add(solve.position)
+            self.still.append(solve.position)
+        return None
+
+    def _stop(self, solve: _Solve) -> None:
+        """Stops a solve whose case another solve settled, and records it."""
+        solve.handle.cancel()
+        self.running.remove(solve)
+        self.total.setdefault("milp_solves", []).append(
+            [solve.position, "stopped", round(time.perf_counter() - solve.started, 1), round(solve.limit, 1), solve.seed])
 
 
 def _race_target(running: list[_Solve], settled: set[int], options: MilpOptions) -> int | None:
@@ -428,14 +456,6 @@ def _wait_for_one(running: list[_Solve]) -> list[_Solve]:
         if finished:
             return finished
         time.sleep(POLL_SECONDS)
-
-
-def _cancel(solve: _Solve, running: list[_Solve], total: dict) -> None:
-    """Stops a solve whose case another solve settled, and records it."""
-    solve.handle.cancel()
-    running.remove(solve)
-    total.setdefault("milp_solves", []).append(
-        [solve.position, "stopped", round(time.perf_counter() - solve.started, 1), round(solve.limit, 1), solve.seed])
 
 
 def _settle(solved: MilpOutcome, case: CaseProblem, graph: Graph, checker: WitnessChecker,

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from glsverify.verify.highs_worker import write_atomically
+from glsverify.verify.highs_worker import save_pickle
 from glsverify.verify.milp import ProcessSolve
 from tests.verify.test_milp import _setup
 
@@ -49,7 +49,7 @@ def test_cancel_stops_a_running_solve_at_once(tmp_path):
 def test_a_worker_that_fails_answers_error_and_one_that_writes_an_outcome_is_read(tmp_path):
     failed = ProcessSolve([sys.executable, "-c", "raise SystemExit(3)"], str(tmp_path / "a"))
     assert failed.outcome().status == "error"
-    write_atomically(str(tmp_path / "b.ready"), {"status": "infeasible", "x": None, "seconds": 1.5})
+    save_pickle(str(tmp_path / "b.ready"), {"status": "infeasible", "x": None, "seconds": 1.5})
     copy = f"import shutil; shutil.copy({str(tmp_path / 'b.ready')!r}, {str(tmp_path / 'b')!r})"
     answered = ProcessSolve([sys.executable, "-c", copy], str(tmp_path / "b")).outcome()
     assert (answered.status, answered.seconds) == ("infeasible", 1.5)
@@ -99,7 +99,15 @@ def test_a_process_that_cannot_start_leaves_the_solve_to_this_process(tmp_path, 
 def test_writers_of_one_path_at_once_each_succeed(tmp_path):
     path = str(tmp_path / "encoding.pkl")
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda k: write_atomically(path, {"k": k, "pad": bytes(1 << 20)}), range(32)))
+        list(pool.map(lambda k: save_pickle(path, {"k": k, "pad": bytes(1 << 20)}), range(32)))
     with open(path, "rb") as stream:
         assert len(pickle.load(stream)["pad"]) == 1 << 20
     assert os.listdir(tmp_path) == ["encoding.pkl"]
+
+
+def test_a_worker_imports_no_torch():
+    """Workers start in a fraction of a second because the module loads numpy and scipy, not torch."""
+    code = "import sys, glsverify.verify.highs_worker; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert out.stdout.strip() == "False"
