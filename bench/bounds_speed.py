@@ -7,9 +7,15 @@ configuration is skipped (also "> cap") when the same method and network already
 smaller batch. Peak memory: on CPU the growth of VmHWM (/proc/self/status) over the resident size
 before bounding (tracemalloc cannot see torch's allocations); on CUDA torch.cuda.max_memory_allocated.
 The baseline of each row is IBP on the same configuration, measured in the same run.
-Writes bench/results/bounds_speed.{json,md}.
+Writes bench/results/bounds_speed.{json,md} (or ``--out DIR``).
 
-    PYTHONPATH=. python bench/bounds_speed.py [--device cuda] [--cap 60] [--threads 1]
+On CUDA (``--persistent``, the default there) one worker process runs the configurations in turn, so
+that CUDA's start-up (seconds) is paid once rather than 72 times; a configuration past the cap kills
+the worker, and a new one continues with the next configuration. Peak memory stays exact there
+(torch.cuda.reset_peak_memory_stats per configuration); on CPU, VmHWM only grows, so CPU runs keep one
+process per configuration.
+
+    PYTHONPATH=. python bench/bounds_speed.py [--device cuda] [--cap 60] [--threads 1] [--total-cap S]
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import argparse
 import json
 import os
 import platform
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +83,66 @@ def worker(net: str, dataset: str, batch: int, method: str, device: str, threads
             "mean_lower": float(bounds.lower.double().mean()), "mean_width": float((bounds.upper - bounds.lower).double().mean())}
 
 
+def worker_many(configs: list[list], device: str, threads: int) -> None:
+    """Configurations in turn in this process, a START line before and a RESULT line after each."""
+    import torch
+
+    if device == "cuda":
+        torch.zeros(1, device="cuda")  # CUDA's start-up before the first configuration's clock
+    for index, (net, dataset, batch, method) in configs:
+        print(f"START {index}", flush=True)
+        try:
+            result = {"status": "ok", **worker(net, dataset, int(batch), method, device, threads)}
+        except Exception as error:  # noqa: BLE001 - recorded in the table (out of memory, say)
+            result = {"status": "error", "error": f"{type(error).__name__}: {error}"[:200]}
+        print(f"RESULT {index} {json.dumps(result)}", flush=True)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+
+class PersistentWorker:
+    """One worker process over a list of configurations; ``results`` yields (index, result), with
+    status "cap" for a configuration past ``cap`` seconds (the worker is then killed)."""
+
+    def __init__(self, args, configs: list[tuple[int, tuple]]) -> None:
+        self.args, self.configs = args, configs
+
+    def results(self):
+        command = [sys.executable, __file__, "--worker-many", json.dumps([[i, list(c)] for i, c in self.configs]),
+                   "--device", self.args.device, "--threads", str(self.args.threads)]
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put(None)],
+                         daemon=True).start()
+        current, started = None, time.perf_counter()
+        try:
+            while True:
+                wait = self.args.cap - (time.perf_counter() - started) if current is not None else self.args.cap + 60
+                try:
+                    line = lines.get(timeout=max(0.01, wait))
+                except queue.Empty:
+                    if current is not None:
+                        yield current, {"status": "cap"}
+                    return
+                if line is None:
+                    if current is not None:
+                        process.wait()
+                        tail = process.stderr.read().strip().splitlines()
+                        yield current, {"status": "error", "error": tail[-1] if tail else "worker died"}
+                    return
+                if line.startswith("START "):
+                    current, started = int(line.split()[1]), time.perf_counter()
+                elif line.startswith("RESULT "):
+                    _, index, payload = line.split(" ", 2)
+                    current = None
+                    yield int(index), json.loads(payload)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 def run_config(args, net, dataset, batch, method) -> dict:
     command = [sys.executable, __file__, "--worker", net, dataset, str(batch), method,
                "--device", args.device, "--threads", str(args.threads)]
@@ -95,37 +163,76 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cap", type=float, default=60.0)
     parser.add_argument("--nets", default=",".join(NETS))
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    parser.add_argument("--persistent", action=argparse.BooleanOptionalAction, default=None,
+                        help="one worker process for all configurations (default: on CUDA)")
+    parser.add_argument("--total-cap", type=float, default=None,
+                        help="seconds for the whole table; configurations not reached are recorded as not run")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--worker-many")
     args = parser.parse_args()
     if args.worker:
         net, dataset, batch, method = args.worker
         print(json.dumps(worker(net, dataset, int(batch), method, args.device, args.threads)))
+        return
+    if args.worker_many:
+        worker_many(json.loads(args.worker_many), args.device, args.threads)
         return
 
     import torch
 
     from glsverify.io_utils import atomic_write_json, atomic_write_text
 
-    rows = []
-    for net in args.nets.split(","):
-        for dataset in DATASETS:
-            capped: set[str] = set()
-            for batch in BATCHES:
-                for method in METHODS:
-                    if method in capped:
-                        result = {"status": "cap", "skipped": True}
-                    else:
-                        result = run_config(args, net, dataset, batch, method)
-                        if result["status"] == "cap":
-                            capped.add(method)
-                    row = {"net": net, "dataset": dataset, "batch": batch, "method": method, **result}
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+    persistent = args.device == "cuda" if args.persistent is None else args.persistent
+    configs = [(net, dataset, batch, method) for net in args.nets.split(",") for dataset in DATASETS
+               for batch in map(int, args.batches.split(",")) for method in METHODS]
+    results: dict[int, dict] = {}
+    capped: set[tuple] = set()  # (net, dataset, method) past the cap at a smaller batch
+    begin = time.perf_counter()
+
+    def pending() -> list[tuple[int, tuple]]:
+        return [(i, c) for i, c in enumerate(configs) if i not in results]
+
+    def record(index: int, result: dict) -> None:
+        net, dataset, batch, method = configs[index]
+        results[index] = result
+        if result["status"] == "cap":
+            capped.add((net, dataset, method))
+        print(json.dumps({"net": net, "dataset": dataset, "batch": batch, "method": method, **result}), flush=True)
+
+    def out_of_time() -> bool:
+        return args.total_cap is not None and time.perf_counter() - begin > args.total_cap
+
+    while pending():
+        todo = []
+        for index, (net, dataset, batch, method) in pending():
+            if (net, dataset, method) in capped:
+                record(index, {"status": "cap", "skipped": True})
+            elif out_of_time():
+                record(index, {"status": "not run"})
+            else:
+                todo.append((index, configs[index]))
+        if not todo:
+            break
+        if not persistent:
+            index, (net, dataset, batch, method) = todo[0]
+            record(index, run_config(args, net, dataset, batch, method))
+            continue
+        for index, result in PersistentWorker(args, todo).results():
+            record(index, result)
+            if out_of_time():
+                break
+        # the worker finished, or was killed at the cap or died: the loop skips what the cap rules out
+        # and starts a new worker on what is left
+    rows = [{"net": c[0], "dataset": c[1], "batch": c[2], "method": c[3], **results[i]} for i, c in enumerate(configs)]
     data = {"device": args.device, "threads": args.threads, "cap_s": args.cap, "torch": torch.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(),
+            "machine": platform.machine(), "cpus": os.cpu_count(), "persistent": persistent,
+            "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
             "command": " ".join(["PYTHONPATH=. python bench/bounds_speed.py", *sys.argv[1:]]), "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_json(RESULTS / "bounds_speed.json", data)
-    atomic_write_text(RESULTS / "bounds_speed.md", render(data))
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "bounds_speed_cuda" if args.device == "cuda" else "bounds_speed"
+    atomic_write_json(args.out / f"{stem}.json", data)
+    atomic_write_text(args.out / f"{stem}.md", render(data))
 
 
 def render(data: dict) -> str:
@@ -133,12 +240,17 @@ def render(data: dict) -> str:
     lines = [f"# Bound speed and peak memory ({data['device']}, {data['threads']} threads, cap {cap:.0f} s)", "",
              f"Command: `{data['command']}` (torch {data['torch']}, {data['cpus']} CPUs). Random weights "
              "(He init), random [0, 1] inputs, eps 0.1 (MNIST) / 2/255 (CIFAR), C = y_0 - y_j (9 rows), float32, "
-             "alpha-CROWN 20 iterations. Each configuration in a fresh process (warm-up on one box, then the timed "
-             "call, repeated up to 10 times while the total stays under 3 s, best kept); peak = growth of VmHWM over "
-             "the resident size before bounding (CPU) or torch.cuda.max_memory_allocated (CUDA). "
-             "One intra-op thread: on this shared 2-core VM two torch threads made small ops up to 30x slower "
-             "(a loop of 8 CNN3 IBP calls at B = 32: 1.1 s with 2 threads, 0.03 s with 1). "
-             "x IBP = time / IBP time of the same configuration. '> cap' = the process (warm-up included) was killed at the cap, or skipped because "
+             "alpha-CROWN 20 iterations. "
+             + ("All configurations in one worker process (a new one after a configuration past the cap); "
+                if data.get("persistent") else "Each configuration in a fresh process; ")
+             + "warm-up on one box, then the timed "
+             "call, repeated up to 10 times while the total stays under 3 s, best kept; peak = growth of VmHWM over "
+             "the resident size before bounding (CPU) or torch.cuda.max_memory_allocated over the allocation before "
+             "bounding (CUDA). "
+             + (f"GPU: {data['gpu']}. " if data.get("gpu") else
+                "One intra-op thread: on this shared 2-core VM two torch threads made small ops up to 30x slower "
+                "(a loop of 8 CNN3 IBP calls at B = 32: 1.1 s with 2 threads, 0.03 s with 1). ")
+             + "x IBP = time / IBP time of the same configuration. '> cap' = the process (warm-up included) was killed at the cap, or skipped because "
              "a smaller batch of the same method already hit it.", "",
              "auto_LiRPA reference column: not available. The only auto_LiRPA on PyPI (0.3) installs with "
              "`pip install --no-deps --target /tmp/alirpa auto_LiRPA` but does not import with torch 2.14 / "
@@ -154,10 +266,39 @@ def render(data: dict) -> str:
             cells = [f"{r['seconds']:.3f}", ratio, f"{r['peak_mib']:.0f}", f"{r['mean_width']:.3g}"]
         elif r["status"] == "cap":
             cells = [f"> {cap:.0f}", "-", "-", "-"]
+        elif r["status"] == "not run":
+            cells = ["not run", "-", "-", "table's time cap"]
         else:
             cells = ["error", "-", "-", r.get("error", "")[:60]]
         lines.append(f"| {r['net']} | {r['dataset']} | {r['batch']} | {r['method']} | " + " | ".join(cells) + " |")
+    if data["device"] == "cuda":
+        lines += ["", "## Against the reference figures", "",
+                  "The issue's figures for a reference library (auto_LiRPA) on an H200 with torch 2.11, which we could "
+                  "not re-run (see above); machines of the same kind, not the same run, so treat the ratios as rough.",
+                  "", "| case | reference | target | ours |", "|---|---|---|---|"]
+        found = {(r["net"], r["dataset"], r["batch"], r["method"]): r for r in data["rows"]}
+        for key, reference, target in REFERENCE_CUDA:
+            r = found.get(key)
+            ours = "not run"
+            if r is not None and r["status"] == "ok":
+                ours = f"{r['seconds'] * 1e3:.1f} ms, {r['peak_mib'] / 1024:.2f} GiB"
+                if key[2] > 1:
+                    ours += f" ({r['seconds'] / key[2] * 1e3:.2f} ms a sample)"
+            elif r is not None:
+                ours = {"cap": f"> {cap:.0f} s"}.get(r["status"], r.get("error", r["status"])[:60])
+            lines.append(f"| {' '.join(map(str, key))} | {reference} | {target} | {ours} |")
     return "\n".join(lines) + "\n"
+
+
+# (net, data, B, method), the reference library's figure, the issue's target
+REFERENCE_CUDA = [
+    (("cnn3", "mnist", 128, "ibp"), "1.9 ms", "<= 1 ms"),
+    (("cnn3", "mnist", 128, "crown-ibp"), "6.2 ms", "-"),
+    (("cnn3", "mnist", 128, "crown"), "14.8 ms, 1.0 GiB", "<= 7.5 ms"),
+    (("cnn3", "mnist", 128, "alpha-crown"), "1.36 s, 2.8 GiB", "<= 0.7 s"),
+    (("cnn7", "cifar", 1, "crown"), "0.12 s, 8 GiB", "-"),
+    (("cnn7", "cifar", 32, "crown"), "fails at B = 8 (asks 111 GiB)", "< 20 GiB, <= 0.05 s a sample"),
+]
 
 
 if __name__ == "__main__":

@@ -125,6 +125,9 @@ def plain_crown_ibp(weights, layers, lo, hi, C):
     return (flat @ mid).squeeze(-1) - (flat.abs() @ rad).squeeze(-1) + bias
 
 
+H200_FP32_TFLOPS = 67.0  # NVIDIA H200 SXM data sheet, FP32 (CUDA cores)
+
+
 # ----------------------------------------------------------------------------------- timing
 def timed(fn, device: str, repeats: int = 2) -> float:
     best = float("inf")
@@ -145,6 +148,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=None, help="default: 128 on CUDA, 32 on CPU")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch = args.batch or (128 if args.device == "cuda" else 32)
@@ -164,11 +168,14 @@ def main() -> None:
         stacked = stack_population(graph, members)
         vmapped = {k: stacked[k] for k in graph.trainable}
         for method in ("ibp", "crown-ibp"):
+            with torch.no_grad():  # warm-up: kernels, lazy imports, the allocator's pools
+                compute_bounds(graph, lo, hi, C, method=method, params=stacked, population=True)
+                compute_bounds(graph, lo, hi, C, method=method, params=members[0])
             population = timed(lambda: compute_bounds(graph, lo, hi, C, method=method, params=stacked,
                                                       population=True), device)
             looped = members[:min(p, LOOP_MEMBERS)]
             loop = timed(lambda: [compute_bounds(graph, lo, hi, C, method=method, params=m) for m in looped],
-                         device, repeats=1) * p / len(looped)
+                         device, repeats=2 if device == "cuda" else 1) * p / len(looped)
             plain = plain_ibp_spec if method == "ibp" else plain_crown_ibp
             with torch.no_grad():  # the baseline computes the same bounds
                 ours = compute_bounds(graph, lo, hi, C, method=method, params=stacked, population=True).lower
@@ -182,16 +189,19 @@ def main() -> None:
                 print(f"vmap failed at P={p}: {error}", file=sys.stderr)
             row = {"P": p, "method": method, "relative_difference_to_vmap": agreement, "population_s": population, "loop_s": loop, "vmap_s": vm,
                    "speedup_vs_loop": loop / population, "speedup_vs_vmap": vm / population,
-                   "gflops_population": flops[method] * p / population / 1e9}
+                   "gflops_population": flops[method] * p / population / 1e9,
+                   "max_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None}
             results.append(row)
             print(row, flush=True)
     data = {"device": device, "threads": args.threads, "batch": batch, "net": "cnn3", "dataset": "mnist",
             "eps": EPS["mnist"], "loop_members": LOOP_MEMBERS, "torch": torch.__version__,
             "machine": platform.machine(), "cpus": os.cpu_count(), "macs_per_sample": macs,
+            "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
             "command": " ".join(["PYTHONPATH=. python bench/population_throughput.py", *sys.argv[1:]]), "rows": results}
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_json(RESULTS / "population_throughput.json", data)
-    atomic_write_text(RESULTS / "population_throughput.md", render(data))
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "population_throughput_cuda" if device == "cuda" else "population_throughput"
+    atomic_write_json(args.out / f"{stem}.json", data)
+    atomic_write_text(args.out / f"{stem}.md", render(data))
 
 
 def render(data: dict) -> str:
@@ -199,16 +209,21 @@ def render(data: dict) -> str:
              "", f"Command: `{data['command']}` (torch {data['torch']}, {data['cpus']} CPUs).",
              f"B = {data['batch']}" + (" (reduced from 128 on this CPU: CROWN-IBP at P = 256 would need "
                                         "A tensors of ~7 GiB)" if data["device"] == "cpu" and data["batch"] < 128 else ""),
-             "One intra-op thread (two threads made small ops up to 30x slower on this shared 2-core VM). "
-             f"Loop: compute_bounds once per member, timed on {data['loop_members']} members and scaled to P. "
+             (f"GPU: {data['gpu']}; % fp32 = GFLOP/s against its fp32 (non-tensor-core) peak of "
+              f"{H200_FP32_TFLOPS:.0f} TFLOP/s (NVIDIA's H200 SXM data sheet; the layers run in fp32, and "
+              "torch's default leaves TF32 off for matmuls). Timings: best of 2 after a warm-up call, "
+              "synchronised. " if data.get("gpu") else
+              "One intra-op thread (two threads made small ops up to 30x slower on this shared 2-core VM). ")
+             + f"Loop: compute_bounds once per member, timed on {data['loop_members']} members and scaled to P. "
              "vmap: torch.func.vmap over the members of a plain functional IBP / CROWN-IBP (same maths, no "
              "engine). GFLOP/s: multiply-adds of the layer maps of the population call "
              f"({data['macs_per_sample']:,} MACs per sample and pass), 2 FLOPs each.", "",
-             "| method | P | population s | loop s | vmap s | x vs loop | x vs vmap | GFLOP/s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| method | P | population s | loop s | vmap s | x vs loop | x vs vmap | GFLOP/s | % fp32 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
-        lines.append(f"| {r['method']} | {r['P']} | {r['population_s']:.3f} | {r['loop_s']:.3f} | {r['vmap_s']:.3f} | "
-                     f"{r['speedup_vs_loop']:.1f} | {r['speedup_vs_vmap']:.2f} | {r['gflops_population']:.1f} |")
+        share = f"{r['gflops_population'] / (H200_FP32_TFLOPS * 10):.1f}" if data.get("gpu") else "-"
+        lines.append(f"| {r['method']} | {r['P']} | {r['population_s']:.4f} | {r['loop_s']:.4f} | {r['vmap_s']:.4f} | "
+                     f"{r['speedup_vs_loop']:.1f} | {r['speedup_vs_vmap']:.2f} | {r['gflops_population']:.1f} | {share} |")
     return "\n".join(lines) + "\n"
 
 

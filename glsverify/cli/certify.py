@@ -36,7 +36,9 @@ def _property_files(path: Path) -> list[Path]:
                                                                                 "summary.csv.")
 @click.option("--result-file", type=click.Path(path_type=Path), help="Exact result file path (one instance).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: the GPU when one exists, except for networks with few inputs (input splitting, "
+              "ACAS Xu), which run faster on the CPU.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N instances.")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads for the verifier [torch's default].")
@@ -99,8 +101,8 @@ def command(model: Path | None, vnnlib: Path | None, instances: Path | None, tim
 
 
 def _device(choice: str) -> str:
-    if choice != "auto":
-        return choice
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise GlsverifyError("--device cuda, but torch sees no CUDA device here (use --device cpu or auto)")
+    return choice  # "auto" is settled per network by the verifier (verify.pipeline.resolve_device)

@@ -52,7 +52,7 @@ class VerifyOptions:
     first_bab_share: float = 0.1  # ... and at most this share of the timeout
     relu_split: ReluSplitOptions = field(default_factory=ReluSplitOptions)
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # cpu, cuda, or auto (see resolve_device)
     threads: int | None = None  # torch intra-op threads (None: torch's default)
 
 
@@ -66,6 +66,19 @@ class VerificationResult:
     stats: dict = field(default_factory=dict)
 
 
+def resolve_device(choice: str, graph: Graph, options: VerifyOptions) -> str:
+    """``auto``: the GPU when one exists, except for networks verified by input splitting (few inputs).
+
+    Those are small (ACAS Xu: 5 inputs, six layers of 50 ReLUs), and input splitting launches many
+    small kernels: on an H200 the first 50 ACAS Xu instances took 1.8x their CPU time
+    (bench/results/verify_acasxu_cuda_partial.md)."""
+    if choice != "auto":
+        return choice
+    if not torch.cuda.is_available() or _n_inputs(graph) <= options.input_split_max_dims:
+        return "cpu"
+    return "cuda"
+
+
 def verify(graph: Graph, runner: OnnxRunner, prop: Property, options: VerifyOptions | None = None,
            deadline: Deadline | None = None) -> VerificationResult:
     """Decide ``prop`` on ``graph`` (imported from the ONNX file that ``runner`` runs)."""
@@ -73,7 +86,7 @@ def verify(graph: Graph, runner: OnnxRunner, prop: Property, options: VerifyOpti
     deadline = deadline or Deadline(options.timeout)
     if options.threads:
         torch.set_num_threads(options.threads)
-    device = torch.device(options.device)
+    device = torch.device(resolve_device(options.device, graph, options))
     net = graph.to(device=device, dtype=torch.float64)
     checker = WitnessChecker(runner, prop)
     generator = torch.Generator().manual_seed(options.seed)

@@ -97,3 +97,13 @@ def test_no_milp_turns_the_milp_stage_off(instance_folder, monkeypatch, flag, ex
     assert run.exit_code == 0, run.output
     assert json.loads(run.stdout)[0]["result"] == "unsat"
     assert seen == [expected]
+
+
+def test_cuda_without_a_gpu_is_a_clean_error(instance_folder, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model, props = instance_folder
+    run = CliRunner().invoke(cli, ["certify", str(model), "--vnnlib", str(props), "--device", "cuda"])
+    assert run.exit_code == 2
+    assert "no CUDA device" in run.output and "Traceback" not in run.output

@@ -170,3 +170,25 @@ def test_aimed_pgd_reports_the_margin_of_the_point_it_returns(tmp_path):
         assert torch.allclose(margin, case.violation_margin(net.forward(point)))
         start_margins = case.polytope_margins(net.forward(starts))[:, 0]
     assert float(margin) <= float(start_margins.min()) + 1e-12  # never worse than the best start
+
+
+def test_auto_device_keeps_input_splitting_networks_on_the_cpu(monkeypatch):
+    import torch
+
+    from glsverify.verify.pipeline import resolve_device
+
+    options = VerifyOptions()
+    small = random_mlp(0, options.input_split_max_dims, [4], 2)
+    wide = random_mlp(0, options.input_split_max_dims + 1, [4], 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto", small, options) == "cpu"
+    assert resolve_device("auto", wide, options) == "cuda"
+    assert resolve_device("cpu", wide, options) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto", wide, options) == "cpu"
+
+
+def test_auto_device_verifies(tmp_path):
+    path, graph, runner = write_network(random_mlp(1, 3, [8], 2), tmp_path)
+    prop = threshold_property(graph, np.zeros(3), np.ones(3), np.array([1.0, -1.0]), 0.0, 2, shift=-1.0)
+    assert verify(graph, runner, prop, VerifyOptions(timeout=20, device="auto")).result == "unsat"
