@@ -27,6 +27,7 @@ from glsverify.bounds.backward import BackwardContext, backward, concretize
 from glsverify.bounds.ibp import ibp_node, spec_interval
 from glsverify.bounds.interface import (BoundOptions, BoundProblem, Relaxation, default_memory_budget,
                                         register_relaxation)
+from glsverify.bounds.patches import patch_refine
 from glsverify.graph import Graph, Node
 
 Interval = tuple[torch.Tensor, torch.Tensor]
@@ -191,6 +192,10 @@ def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: In
     selected = per_box.any(0).nonzero().squeeze(1)
     if selected.numel() == 0:
         return interval
+    if USE_PATCHES and problem.graph.nodes[index].kind == G.CONV:
+        patched = patch_refine(problem, ctx, index, interval, mask)
+        if patched is not None:
+            return patched
     pairs = per_box.nonzero()  # [R, 2]: (box, neuron)
     per_member = mask.any(1)  # [P, N]
     strategy = FORCE_ROWS or choose_rows(selected.numel(), per_box.shape[0], pairs.shape[0],
@@ -221,6 +226,7 @@ def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: In
 
 PAIR_FRACTION = 0.5  # per-box rows when they are at most this fraction of (union rows x boxes)
 MEMBER_FRACTION = 0.8  # per-member rows when the widest member needs at most this fraction of the union
+USE_PATCHES = True  # convolutions' intervals by patches where they apply (tests compare with dense rows)
 FORCE_ROWS: str | None = None  # "union", "pairs" or "members": tests pin a strategy (all give equal bounds)
 
 
