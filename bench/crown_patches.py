@@ -1,0 +1,98 @@
+"""Full CROWN on convolutional networks: intermediate intervals by patches against dense rows.
+
+Each case runs twice in fresh processes, once with the convolutions' intervals by dense rows (the
+engine before glsverify.bounds.patches; ``crown.USE_PATCHES = False``) and once by patches, through
+bench/bounds_speed.py's worker (warm-up on one box, best of up to 10 timed calls within 3 s; peak =
+growth of VmHWM on CPU, torch.cuda.max_memory_allocated on CUDA). A process past ``--cap`` seconds is
+killed and recorded as "> cap". The bounds' mean lower bound and width show both paths agree.
+Writes bench/results/crown_patches[_cuda].{json,md}.
+
+    PYTHONPATH=. python bench/crown_patches.py [--device cuda] [--cap 120] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+CASES = [("cnn3", "mnist", 1), ("cnn3", "mnist", 32), ("cnn3", "mnist", 128), ("cnn3", "cifar", 32),
+         ("cnn5", "mnist", 1), ("cnn5", "mnist", 8), ("cnn5", "cifar", 8), ("cnn7", "mnist", 1),
+         ("cnn7", "cifar", 1)]
+
+
+def run(args, net: str, dataset: str, batch: int, mode: str) -> dict:
+    code = ("import json, sys; import glsverify.bounds.crown as crown; "
+            f"crown.USE_PATCHES = {mode == 'patches'}; "
+            "from bench.bounds_speed import worker; "
+            f"print(json.dumps(worker({net!r}, {dataset!r}, {batch}, 'crown', {args.device!r}, {args.threads})))")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=args.cap, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": "cap"}
+    if done.returncode != 0:
+        return {"status": "error", "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+    return {"status": "ok", **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cap", type=float, default=120.0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    import torch
+
+    from glsverify.io_utils import atomic_write_json, atomic_write_text
+
+    rows = []
+    for net, dataset, batch in CASES:
+        row = {"net": net, "dataset": dataset, "batch": batch}
+        for mode in ("dense", "patches"):
+            row[mode] = run(args, net, dataset, batch, mode)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    data = {"device": args.device, "threads": args.threads, "cap_s": args.cap, "torch": torch.__version__,
+            "machine": platform.machine(), "cpus": os.cpu_count(),
+            "command": " ".join(["PYTHONPATH=. python bench/crown_patches.py", *sys.argv[1:]]), "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "crown_patches_cuda" if args.device == "cuda" else "crown_patches"
+    atomic_write_json(args.out / f"{stem}.json", data)
+    atomic_write_text(args.out / f"{stem}.md", render(data))
+
+
+def _cell(result: dict, cap: float) -> tuple[str, str]:
+    if result["status"] == "ok":
+        return f"{result['seconds']:.3f}", f"{result['peak_mib']:.0f}"
+    return (f"> {cap:.0f}", "-") if result["status"] == "cap" else ("error", result.get("error", "")[:40])
+
+
+def render(data: dict) -> str:
+    cap = data["cap_s"]
+    lines = [f"# Full CROWN: patches against dense rows ({data['device']}, {data['threads']} threads)", "",
+             f"Command: `{data['command']}` (torch {data['torch']}, {data['cpus']} CPUs). Random He-initialised "
+             "CNN3/5/7 (bench/nets.py), random [0, 1] inputs, eps 0.1 (MNIST) / 2/255 (CIFAR), C = y_0 - y_j, "
+             "float32. Each cell a fresh process through bench/bounds_speed.py's worker: best time of up to 10 "
+             "calls within 3 s after a warm-up; peak = growth of VmHWM (CPU) or torch.cuda.max_memory_allocated "
+             f"(CUDA). '> {cap:.0f}' = killed at the cap. Mean lower: the mean of the lower bounds, which both "
+             "paths must share.", "",
+             "| net | data | B | dense s | patches s | dense / patches | dense peak MiB | patches peak MiB | "
+             "mean lower (dense, patches) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        d, p = r["dense"], r["patches"]
+        (ds, dm), (ps, pm) = _cell(d, cap), _cell(p, cap)
+        ratio = f"**{d['seconds'] / p['seconds']:.1f}x**" if d["status"] == p["status"] == "ok" else "-"
+        means = ", ".join(f"{x['mean_lower']:.4f}" if x["status"] == "ok" else "-" for x in (d, p))
+        lines.append(f"| {r['net']} | {r['dataset']} | {r['batch']} | {ds} | {ps} | {ratio} | {dm} | {pm} | {means} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
