@@ -5,6 +5,9 @@ engine before glsverify.bounds.patches; ``crown.USE_PATCHES = False``) and once 
 bench/bounds_speed.py's worker (warm-up on one box, best of up to 10 timed calls within 3 s; peak =
 growth of VmHWM on CPU, torch.cuda.max_memory_allocated on CUDA). A process past ``--cap`` seconds is
 killed and recorded as "> cap". The bounds' mean lower bound and width show both paths agree.
+Then PGPE's training loss on CROWN bounds (TrainingObjective, the call PGPE makes every step) for a
+population of ``--population`` members on ``--batch`` MNIST-shaped inputs, on the zoo's CNN3, in this
+process with each path (best of two after a warm-up).
 Writes bench/results/crown_patches[_cuda].{json,md}.
 
     PYTHONPATH=. python bench/crown_patches.py [--device cuda] [--cap 120] [--threads 1]
@@ -41,14 +44,57 @@ def run(args, net: str, dataset: str, batch: int, mode: str) -> dict:
     return {"status": "ok", **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
+def training_case(device: str, population: int, batch: int) -> dict:
+    """Seconds of one PGPE-CROWN population loss, dense rows against patches, and their difference."""
+    import time
+
+    import torch
+
+    import glsverify.bounds.crown as crown
+    from glsverify.onnx import import_onnx
+    from glsverify.train.network import flat_weights, trainable_layout
+    from glsverify.train.objective import TrainingObjective
+    from glsverify.train.pgpe import PGPEConfig, ask, pgpe_init
+
+    graph = import_onnx(Path(__file__).resolve().parents[1] / "models" / "cnn3_mnist.onnx").to(device=device)
+    layout = trainable_layout(graph)
+    members = ask(pgpe_init(flat_weights(graph, layout), 0.01, PGPEConfig(noise_block=8), seed=0), population)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 1, 28, 28, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    objective = TrainingObjective(graph, layout, "crown")
+    seconds, losses = {}, {}
+    for mode in ("dense", "patches"):
+        crown.USE_PATCHES = mode == "patches"
+        best = float("inf")
+        with torch.no_grad():
+            objective.losses(members[:2], x[:2], y[:2], 0.1)
+            for _ in range(2):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                losses[mode] = objective.losses(members, x, y, 0.1)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - start)
+        seconds[mode] = best
+    crown.USE_PATCHES = True
+    return {"population": population, "batch": batch, "dense_s": seconds["dense"], "patches_s": seconds["patches"],
+            "max_abs_diff": float((losses["dense"] - losses["patches"]).abs().max())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cap", type=float, default=120.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--population", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
     import torch
+
+    torch.set_num_threads(args.threads)
 
     from glsverify.io_utils import atomic_write_json, atomic_write_text
 
@@ -59,9 +105,12 @@ def main() -> None:
             row[mode] = run(args, net, dataset, batch, mode)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    training = training_case(args.device, args.population, args.batch)
+    print(json.dumps(training), flush=True)
     data = {"device": args.device, "threads": args.threads, "cap_s": args.cap, "torch": torch.__version__,
             "machine": platform.machine(), "cpus": os.cpu_count(),
-            "command": " ".join(["PYTHONPATH=. python bench/crown_patches.py", *sys.argv[1:]]), "rows": rows}
+            "command": " ".join(["PYTHONPATH=. python bench/crown_patches.py", *sys.argv[1:]]), "rows": rows,
+            "training": training}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "crown_patches_cuda" if args.device == "cuda" else "crown_patches"
     atomic_write_json(args.out / f"{stem}.json", data)
@@ -91,6 +140,11 @@ def render(data: dict) -> str:
         ratio = f"**{d['seconds'] / p['seconds']:.1f}x**" if d["status"] == p["status"] == "ok" else "-"
         means = ", ".join(f"{x['mean_lower']:.4f}" if x["status"] == "ok" else "-" for x in (d, p))
         lines.append(f"| {r['net']} | {r['dataset']} | {r['batch']} | {ds} | {ps} | {ratio} | {dm} | {pm} | {means} |")
+    t = data.get("training")
+    if t:
+        lines += ["", f"PGPE's loss on CROWN bounds, population {t['population']}, batch {t['batch']}, zoo CNN3 MNIST, "
+                  f"eps 0.1: dense rows {t['dense_s']:.2f} s, patches {t['patches_s']:.2f} s "
+                  f"(**{t['dense_s'] / t['patches_s']:.1f}x**); largest loss difference {t['max_abs_diff']:.1e}."]
     return "\n".join(lines) + "\n"
 
 

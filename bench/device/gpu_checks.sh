@@ -9,13 +9,14 @@
 #   smoke     one short PGPE and one gradient run of `glsverify train` on cuda, and a certify on cuda
 #   bounds    bench/bounds_speed.py --device cuda (one persistent worker, per-configuration cap)
 #   population  bench/population_throughput.py --device cuda (B = 128, P = 1..256)
+#   patches   bench/crown_patches.py --device cuda (full CROWN, dense rows against patches)
 #   train     bench/train/mnist_gpu.py (MNIST CNN3, same wall-clock budget per method)
 #   verify    bench/verify_benchmarks.py --device cuda on the sanity and ACAS Xu folders
 #
 # Inputs: onnx2torch as a wheel in .whl/ (the machine has no registry), the shared data and benchmarks
 # copied to .devdata/shared (GLSVERIFY_SHARED). Outputs: $OUT/<stage>.log for every stage and
 # $OUT/results.tgz (every results file, re-packed after each stage, so a run stopped at its limit still
-# returns what finished).
+# returns what finished). The device tool returns at most 8 files: name at most 6 stages per call.
 set -u
 OUT=${OUT:-/tmp/gpu_checks_out}
 mkdir -p "$OUT" /tmp/gpu_results
@@ -49,6 +50,9 @@ for stage in "$@"; do
     population)
       limit "${POPULATION_LIMIT:-90}" python3 bench/population_throughput.py --device cuda --out /tmp/gpu_results \
         > "$OUT/population.log" 2>&1 ;;
+    patches)
+      limit "${PATCHES_LIMIT:-150}" python3 bench/crown_patches.py --device cuda --cap 30 --out /tmp/gpu_results \
+        > "$OUT/patches.log" 2>&1 ;;
     train)
       limit "${TRAIN_LIMIT:-260}" python3 bench/train/mnist_gpu.py --device cuda --out /tmp/gpu_results ${TRAIN_ARGS:-} \
         > "$OUT/train.log" 2>&1 ;;

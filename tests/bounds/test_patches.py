@@ -79,6 +79,21 @@ def test_patches_equal_dense_rows_and_contain_samples(monkeypatch, net, method, 
     assert bool((y >= patched.lower - 1e-9).all()) and bool((y <= patched.upper + 1e-9).all())
 
 
+@pytest.mark.parametrize("growth", [0.0, float("inf")])  # every window by transposed convolution / by matmul
+def test_both_transposed_convolutions_equal_dense_rows(monkeypatch, growth):
+    monkeypatch.setattr(patches, "MATMUL_GROWTH", growth)
+    graph = deep_cnn(4)
+    lower, upper = random_box(graph, 4, batch=2, eps=0.1)
+    C = random_spec(graph, 4, 2)
+    gen = torch.Generator().manual_seed(4)
+    members = [{k: graph.params[k] + 0.1 * torch.randn(graph.params[k].shape, generator=gen, dtype=torch.float64)
+                for k in graph.trainable} for _ in range(2)]
+    for kw in ({}, {"params": stack_population(graph, members), "population": True}):
+        dense, patched, used = both(monkeypatch, graph, lower, upper, C, "crown", **kw)
+        assert used >= 1
+        assert_same(dense, patched, 1 + float(dense.upper.abs().max()))
+
+
 def test_patches_equal_dense_rows_for_a_population(monkeypatch):
     graph = deep_cnn(3)
     lower, upper = random_box(graph, 3, batch=2, eps=0.1)

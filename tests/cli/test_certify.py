@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from glsverify.cli import cli
-from glsverify.spec.vnnlib import write_vnnlib
 from glsverify.vnncomp.results import read_result
 from tests.benchmark_files import benchmarks_root
-from tests.verify.nets import random_mlp, threshold_property, write_network
+from tests.verify.nets import sat_and_unsat_folder
 
 
 @pytest.fixture()
 def instance_folder(tmp_path):
-    path, graph, runner = write_network(random_mlp(2, 3, [8], 2), tmp_path)
-    props = tmp_path / "props"
-    props.mkdir()
-    lower, upper = np.zeros(3), np.ones(3)
-    write_vnnlib(threshold_property(graph, lower, upper, np.array([1.0, -1.0]), 0.5, 2), props / "easy_sat.vnnlib")
-    write_vnnlib(threshold_property(graph, lower, upper, np.array([1.0, -1.0]), 0.0, 2, shift=-1.0),
-                 props / "unsat.vnnlib")
-    return path, props
+    return sat_and_unsat_folder(tmp_path)
 
 
 def test_json_results_and_files(instance_folder, tmp_path):

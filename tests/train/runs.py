@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import torch
 
 from glsverify.train.config import TrainConfig
+from glsverify.train.sinks import BaseSink
 from glsverify.train.trainer import run_training
 
 ZOO_MODEL = Path(__file__).resolve().parents[2] / "models" / "cnn_digits.onnx"
@@ -24,3 +26,14 @@ def short_run(folder: Path, steps: int = 20, eps: float = 0.05) -> Path:
     torch.set_num_threads(1)
     run_training(config)
     return folder / "run"
+
+
+class SignalAt(BaseSink):
+    """Sends this process a signal when the given step is logged (as a user's Ctrl-C would)."""
+
+    def __init__(self, step, signum):
+        self.step, self.signum = step, signum
+
+    def record(self, record):
+        if record.step == self.step:
+            os.kill(os.getpid(), self.signum)

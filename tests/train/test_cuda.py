@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 
 import numpy as np
@@ -16,18 +15,12 @@ import torch
 
 from glsverify.train.checkpoint import load_checkpoint
 from glsverify.train.config import TrainConfig
-from glsverify.train.sinks import BaseSink, ListSink
+from glsverify.train.sinks import ListSink
 from glsverify.train.trainer import resume_config, run_training
 from tests.devices import DEVICES
+from tests.train.runs import SignalAt
 
 
-class SignalAt(BaseSink):
-    def __init__(self, step, signum):
-        self.step, self.signum = step, signum
-
-    def record(self, record):
-        if record.step == self.step:
-            os.kill(os.getpid(), self.signum)
 
 
 def tiny(model, device, **changes):

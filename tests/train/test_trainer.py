@@ -2,7 +2,6 @@
 bit, SIGINT/SIGTERM write a checkpoint, the run directory holds what it promises, warm starts work."""
 
 import json
-import os
 import signal
 
 import numpy as np
@@ -16,9 +15,10 @@ from glsverify.train.checkpoint import load_checkpoint
 from glsverify.train.config import TrainConfig
 from glsverify.train.evaluate import evaluate_network
 from glsverify.train.network import flat_weights, trainable_layout
-from glsverify.train.sinks import BaseSink, ListSink
+from glsverify.train.sinks import ListSink
 from glsverify.train.trainer import resume_config, run_training
 from tests.train.nets import digits_cnn
+from tests.train.runs import SignalAt
 
 FAST_EVAL = dict(eval_pgd_steps=5, eval_pgd_restarts=1, device="cpu")
 
@@ -42,15 +42,6 @@ def test_short_training_raises_certified_accuracy_above_the_untrained_net(mlp_pa
     assert trained.certified_but_attacked == 0
 
 
-class SignalAt(BaseSink):
-    """Sends this process a signal when the given step is logged (as a user's Ctrl-C would)."""
-
-    def __init__(self, step, signum):
-        self.step, self.signum = step, signum
-
-    def record(self, record):
-        if record.step == self.step:
-            os.kill(os.getpid(), self.signum)
 
 
 @pytest.mark.parametrize("method, relaxation", [("pgpe", "crown-ibp"), ("rgs", "ibp"), ("grad", "pgd")])

@@ -71,3 +71,17 @@ def violations(graph: Graph, prop: Property, samples: int = 4000, seed: int = 0)
         for polytope in case.polytopes:
             count += int(np.all(y @ polytope.C.T <= polytope.d, axis=1).sum())
     return count
+
+
+def sat_and_unsat_folder(folder: Path) -> tuple[Path, Path]:
+    """A 3-8-2 network's ONNX file and ``props/`` with ``easy_sat.vnnlib`` and ``unsat.vnnlib``."""
+    from glsverify.spec.vnnlib import write_vnnlib
+
+    path, graph, _ = write_network(random_mlp(2, 3, [8], 2), folder)
+    props = folder / "props"
+    props.mkdir()
+    lower, upper = np.zeros(3), np.ones(3)
+    write_vnnlib(threshold_property(graph, lower, upper, np.array([1.0, -1.0]), 0.5, 2), props / "easy_sat.vnnlib")
+    write_vnnlib(threshold_property(graph, lower, upper, np.array([1.0, -1.0]), 0.0, 2, shift=-1.0),
+                 props / "unsat.vnnlib")
+    return path, props

@@ -12,10 +12,9 @@ from click.testing import CliRunner
 
 from glsverify.attack.validate import check_counterexample
 from glsverify.cli import cli
-from glsverify.spec.vnnlib import write_vnnlib
 from glsverify.verify.pipeline import VerifyOptions, verify
 from tests.devices import DEVICES
-from tests.verify.nets import random_mlp, threshold_property, violations, write_network
+from tests.verify.nets import random_mlp, sat_and_unsat_folder, threshold_property, violations, write_network
 
 # (seed, quantile, shift, expected): a sizeable unsafe share (sat), a property that holds by a margin (unsat)
 INSTANCES = [(1, 0.5, 0.0, "sat"), (2, 0.02, 0.0, "sat"), (3, 0.0, -0.1, "unsat"), (4, 0.0, -0.02, None)]
@@ -56,13 +55,7 @@ def test_verifier_on_device_gives_the_cpu_answer(tmp_path, device, relu_split, s
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_certify_cli_on_device(tmp_path, device):
-    path, graph, runner = write_network(random_mlp(2, 3, [8], 2), tmp_path)
-    props = tmp_path / "props"
-    props.mkdir()
-    lower, upper = np.zeros(3), np.ones(3)
-    write_vnnlib(threshold_property(graph, lower, upper, np.array([1.0, -1.0]), 0.5, 2), props / "easy_sat.vnnlib")
-    write_vnnlib(threshold_property(graph, lower, upper, np.array([1.0, -1.0]), 0.0, 2, shift=-1.0),
-                 props / "unsat.vnnlib")
+    path, props = sat_and_unsat_folder(tmp_path)
     answers = {}
     for name in ("easy_sat", "unsat"):
         run = CliRunner().invoke(cli, ["certify", str(path), "--vnnlib", str(props / f"{name}.vnnlib"),
