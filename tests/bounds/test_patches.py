@@ -58,6 +58,13 @@ def both(monkeypatch, graph, lower, upper, C, method, **kw):
     return dense, patched, sum(used)
 
 
+def perturbed_members(graph, seed: int, count: int) -> list[dict]:
+    """``count`` weight sets near the graph's (a population's members)."""
+    gen = torch.Generator().manual_seed(seed)
+    return [{k: graph.params[k] + 0.1 * torch.randn(graph.params[k].shape, generator=gen, dtype=torch.float64)
+             for k in graph.trainable} for _ in range(count)]
+
+
 def assert_same(a, b, scale=1.0, tol=1e-9):
     torch.testing.assert_close(a.lower, b.lower, rtol=0, atol=tol * scale)
     torch.testing.assert_close(a.upper, b.upper, rtol=0, atol=tol * scale)
@@ -85,9 +92,7 @@ def test_both_transposed_convolutions_equal_dense_rows(monkeypatch, growth):
     graph = deep_cnn(4)
     lower, upper = random_box(graph, 4, batch=2, eps=0.1)
     C = random_spec(graph, 4, 2)
-    gen = torch.Generator().manual_seed(4)
-    members = [{k: graph.params[k] + 0.1 * torch.randn(graph.params[k].shape, generator=gen, dtype=torch.float64)
-                for k in graph.trainable} for _ in range(2)]
+    members = perturbed_members(graph, 4, 2)
     for kw in ({}, {"params": stack_population(graph, members), "population": True}):
         dense, patched, used = both(monkeypatch, graph, lower, upper, C, "crown", **kw)
         assert used >= 1
@@ -98,9 +103,7 @@ def test_patches_equal_dense_rows_for_a_population(monkeypatch):
     graph = deep_cnn(3)
     lower, upper = random_box(graph, 3, batch=2, eps=0.1)
     C = random_spec(graph, 3, 2)
-    gen = torch.Generator().manual_seed(3)
-    members = [{k: graph.params[k] + 0.1 * torch.randn(graph.params[k].shape, generator=gen, dtype=torch.float64)
-                for k in graph.trainable} for _ in range(3)]
+    members = perturbed_members(graph, 3, 3)
     stacked = stack_population(graph, members)
     dense, patched, used = both(monkeypatch, graph, lower, upper, C, "crown", params=stacked, population=True)
     assert used >= 1 and patched.lower.shape[0] == 3
