@@ -7,7 +7,8 @@ growth of VmHWM on CPU, torch.cuda.max_memory_allocated on CUDA). A process past
 killed and recorded as "> cap". The bounds' mean lower bound and width show both paths agree.
 Then PGPE's training loss on CROWN bounds (TrainingObjective, the call PGPE makes every step) for a
 population of ``--population`` members on ``--batch`` MNIST-shaped inputs, on the zoo's CNN3, in this
-process with each path (best of two after a warm-up).
+process with each path (best of two after a warm-up); and gradient CROWN training's call, the CROWN
+lower bounds of ``--batch`` x 2 boxes and their gradient with respect to the weights (best of three).
 Writes bench/results/crown_patches[_cuda].{json,md}.
 
     PYTHONPATH=. python bench/crown_patches.py [--device cuda] [--cap 120] [--threads 1]
@@ -83,6 +84,40 @@ def training_case(device: str, population: int, batch: int) -> dict:
             "max_abs_diff": float((losses["dense"] - losses["patches"]).abs().max())}
 
 
+def gradient_case(device: str, batch: int) -> dict:
+    """Seconds of CROWN bounds plus their backward pass to the weights (gradient CROWN's step), dense
+    rows against patches, on the zoo's CNN3 for ``batch`` MNIST-shaped boxes at eps 0.1."""
+    import time
+
+    import torch
+
+    import glsverify.bounds.crown as crown
+    from bench.nets import robustness_spec
+    from glsverify.bounds.interface import compute_bounds
+    from glsverify.onnx import import_onnx
+
+    graph = import_onnx(Path(__file__).resolve().parents[1] / "models" / "cnn3_mnist.onnx").to(device=device)
+    x = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
+    lower, upper = (x - 0.1).clamp(0, 1), (x + 0.1).clamp(0, 1)
+    C = robustness_spec(batch, device=device)
+    seconds, sums = {}, {}
+    for mode in ("dense", "patches"):
+        crown.USE_PATCHES = mode == "patches"
+        params = {k: v.clone().requires_grad_(k in graph.trainable) for k, v in graph.params.items()}
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            bounds = compute_bounds(graph, lower, upper, C, method="crown", params=params)
+            bounds.lower.sum().backward()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+        seconds[mode], sums[mode] = best, float(bounds.lower.detach().sum())
+    crown.USE_PATCHES = True
+    return {"batch": batch, "dense_s": seconds["dense"], "patches_s": seconds["patches"],
+            "lower_sum": [sums["dense"], sums["patches"]]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -106,11 +141,12 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     training = training_case(args.device, args.population, args.batch)
-    print(json.dumps(training), flush=True)
+    gradient = gradient_case(args.device, 32)
+    print(json.dumps(training), json.dumps(gradient), flush=True)
     data = {"device": args.device, "threads": args.threads, "cap_s": args.cap, "torch": torch.__version__,
             "machine": platform.machine(), "cpus": os.cpu_count(),
             "command": " ".join(["PYTHONPATH=. python bench/crown_patches.py", *sys.argv[1:]]), "rows": rows,
-            "training": training}
+            "training": training, "gradient": gradient}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "crown_patches_cuda" if args.device == "cuda" else "crown_patches"
     atomic_write_json(args.out / f"{stem}.json", data)
@@ -145,6 +181,12 @@ def render(data: dict) -> str:
         lines += ["", f"PGPE's loss on CROWN bounds, population {t['population']}, batch {t['batch']}, zoo CNN3 MNIST, "
                   f"eps 0.1: dense rows {t['dense_s']:.2f} s, patches {t['patches_s']:.2f} s "
                   f"(**{t['dense_s'] / t['patches_s']:.1f}x**); largest loss difference {t['max_abs_diff']:.1e}."]
+    g = data.get("gradient")
+    if g:
+        lines += ["", f"Gradient CROWN's call (bounds and their gradient to the weights), zoo CNN3 MNIST, {g['batch']} "
+                  f"boxes, eps 0.1: dense rows {g['dense_s']:.2f} s, patches {g['patches_s']:.2f} s "
+                  f"(**{g['dense_s'] / g['patches_s']:.1f}x**); sums of the lower bounds {g['lower_sum'][0]:.4f} and "
+                  f"{g['lower_sum'][1]:.4f}."]
     return "\n".join(lines) + "\n"
 
 
