@@ -193,7 +193,7 @@ def refine(problem: BoundProblem, ctx: BackwardContext, index: int, interval: In
     if selected.numel() == 0:
         return interval
     if USE_PATCHES and problem.graph.nodes[index].kind == G.CONV:
-        patched = patch_refine(problem, ctx, index, interval, mask)
+        patched = patch_refine(problem, ctx, index, interval, mask, selected.numel())
         if patched is not None:
             return patched
     pairs = per_box.nonzero()  # [R, 2]: (box, neuron)

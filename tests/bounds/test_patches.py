@@ -131,8 +131,7 @@ def test_patches_give_the_dense_weight_gradients(monkeypatch):
 
 def test_patches_float32_match_dense_rows(monkeypatch):
     graph = deep_cnn(7, dtype=torch.float32)
-    lower, upper = random_box(graph, 7, batch=4, eps=0.1, dtype=torch.float32) \
-        if "dtype" in random_box.__code__.co_varnames else (t.float() for t in random_box(graph, 7, batch=4, eps=0.1))
+    lower, upper = random_box(graph, 7, batch=4, eps=0.1, dtype=torch.float32)
     C = random_spec(graph, 7, 4, dtype=torch.float32)
     dense, patched, used = both(monkeypatch, graph, lower, upper, C, "crown")
     assert used >= 1
@@ -179,5 +178,5 @@ def test_patches_cost_less_than_dense_rows_on_a_real_shape():
     graph = build("cnn3", SHAPES["mnist"], dtype=torch.float64)
     second = [i for i, n in enumerate(graph.nodes) if n.kind == G.CONV][1]
     chain = patches.patch_chain(graph, second)
-    cost, dense = patches.patch_cost(graph, second, chain, candidates=2 * 400)
+    cost, dense = patches.patch_cost(graph, second, chain, patches._windows(graph, second, chain), 2 * 400)
     assert cost < dense / 3
