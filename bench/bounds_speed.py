@@ -113,29 +113,36 @@ class PersistentWorker:
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put(None)],
-                         daemon=True).start()
+
+        def read() -> None:
+            for line in process.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        pending = [index for index, _ in self.configs]
         current, started = None, time.perf_counter()
         try:
-            while True:
+            while pending:
                 wait = self.args.cap - (time.perf_counter() - started) if current is not None else self.args.cap + 60
                 try:
                     line = lines.get(timeout=max(0.01, wait))
-                except queue.Empty:
-                    if current is not None:
-                        yield current, {"status": "cap"}
+                except queue.Empty:  # past the cap; or silent between configurations (blame the next)
+                    yield (current, {"status": "cap"}) if current is not None else \
+                        (pending[0], {"status": "error", "error": "worker silent before starting it"})
                     return
-                if line is None:
-                    if current is not None:
-                        process.wait()
-                        tail = process.stderr.read().strip().splitlines()
-                        yield current, {"status": "error", "error": tail[-1] if tail else "worker died"}
+                if line is None:  # the worker died: the configuration under way (or the next) is an error
+                    process.wait()
+                    tail = process.stderr.read().strip().splitlines()
+                    yield (pending[0] if current is None else current,
+                           {"status": "error", "error": tail[-1] if tail else "worker died"})
                     return
                 if line.startswith("START "):
                     current, started = int(line.split()[1]), time.perf_counter()
                 elif line.startswith("RESULT "):
                     _, index, payload = line.split(" ", 2)
                     current = None
+                    pending.remove(int(index))
                     yield int(index), json.loads(payload)
         finally:
             if process.poll() is None:
