@@ -40,8 +40,9 @@ class _Captured(Exception):
     pass
 
 
-def capture(folder: Path) -> dict:
-    """The encoding, open polytopes and time left at the MILP stage of the instance (300 s timeout)."""
+def capture(folder: Path, instance: tuple[str, str] = INSTANCE) -> dict:
+    """The encoding, open polytopes and time left at the MILP stage of ``instance`` (onnx and vnnlib
+    paths inside ``folder``; 300 s timeout)."""
     kept: dict = {}
 
     def keep(encoding, graph, cases, checker, deadline, options, total):
@@ -50,7 +51,7 @@ def capture(folder: Path) -> dict:
 
     original, relu_split.prove_polytopes = relu_split.prove_polytopes, keep
     try:
-        graph, runner, prop = load_instance(folder / INSTANCE[0], folder / INSTANCE[1])
+        graph, runner, prop = load_instance(folder / instance[0], folder / instance[1])
         verify(graph, runner, prop, VerifyOptions(timeout=300.0))
     except _Captured:
         return kept

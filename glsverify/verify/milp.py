@@ -206,30 +206,31 @@ class MilpEncoding:
                 "output": self.output, "output_bias": self.output_bias, "n_inputs": self.n_inputs}
 
     def solve(self, C: torch.Tensor, d: torch.Tensor, time_limit: float, margin: float = 1e-4,
-              seed: int = 0) -> MilpOutcome:
+              seed: int = 0, groups: np.ndarray | None = None) -> MilpOutcome:
         """Whether some input makes every row ``C y <= d`` hold (each widened by ``margin``), solved
-        in this process: "infeasible" proves the polytope empty on the box."""
-        return _outcome(solve_arrays(self.arrays(), *_rows(C, d), time_limit, margin, seed))
+        in this process: "infeasible" proves the polytope empty on the box. ``groups`` labels each row
+        with its polytope: then whether some input lies in any of them (infeasible: all empty)."""
+        return _outcome(solve_arrays(self.arrays(), *_rows(C, d), time_limit, margin, seed, groups))
 
     def start(self, C: torch.Tensor, d: torch.Tensor, time_limit: float, margin: float, seed: int,
-              workdir: str | None) -> "SolveHandle":
+              workdir: str | None, groups: np.ndarray | None = None) -> "SolveHandle":
         """:meth:`solve` in a worker process that :meth:`SolveHandle.cancel` stops (``workdir``: where
         the encoding and the outcome are passed; None, or a process that cannot be started, solves in a
         thread, which cannot be stopped)."""
         if workdir is None:
-            return ThreadSolve(lambda: self.solve(C, d, time_limit, margin, seed))
+            return ThreadSolve(lambda: self.solve(C, d, time_limit, margin, seed, groups))
         base = os.path.join(workdir, "encoding.pkl")
         if not os.path.exists(base):
             save_pickle(base, self.arrays())
         name = os.path.join(workdir, f"solve{next(_solve_numbers)}")
         c, limit = _rows(C, d)
         save_pickle(f"{name}.case", {"C": c, "d": limit, "time_limit": time_limit, "margin": margin,
-                                          "seed": seed, "parent": os.getpid()})
+                                          "seed": seed, "parent": os.getpid(), "groups": groups})
         try:
             return ProcessSolve([sys.executable, "-m", "glsverify.verify.highs_worker", base, f"{name}.case",
                                  f"{name}.out"], f"{name}.out")
         except OSError:  # no process to be had (limits, no executable): solve here, unstoppable
-            return ThreadSolve(lambda: self.solve(C, d, time_limit, margin, seed))
+            return ThreadSolve(lambda: self.solve(C, d, time_limit, margin, seed, groups))
 
 
 _solve_numbers = itertools.count()

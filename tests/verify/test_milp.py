@@ -103,6 +103,50 @@ def test_no_sample_breaks_a_proof_and_the_encoding_is_exact_enough_to_prove(seed
     assert float(crown.lower.flatten()[0]) < thresholds[0]  # CROWN alone does not prove it
 
 
+def _two_polytopes(y: torch.Tensor, reach_second: bool) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Polytope 0: ``y0 - y1 <= t0`` and ``y1 <= t1`` (two rows, ``t1`` above every sample); polytope 1:
+    ``y1 - y0 <= t2``. ``t0`` lies below every sample by 5% of the spread (a proof), ``t2`` at the
+    sampled minimum when ``reach_second`` (a sample lies in polytope 1), else 5% below it too."""
+    C = torch.tensor([[1.0, -1.0], [0.0, 1.0], [-1.0, 1.0]], dtype=torch.float64)
+    values = y @ C.T
+    spread = values.max(0).values - values.min(0).values
+    d = values.min(0).values - 0.05 * spread
+    d[1] = float(values[:, 1].max()) + 1.0
+    if reach_second:
+        d[2] = values[:, 2].min()
+    return C, d, np.array([0, 0, 1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("reach_second", [False, True])
+def test_the_disjunction_is_empty_exactly_when_every_polytope_is_and_its_point_lies_in_one(seed, reach_second):
+    """One MILP over several polytopes (groups) proves them all empty, or returns an input whose output
+    lies in one of them; each polytope alone agrees."""
+    net, encoding, x, y = _setup(seed)
+    C, d, groups = _two_polytopes(y, reach_second)
+    alone = [encoding.solve(C[groups == g], d[groups == g], time_limit=30).status for g in (0, 1)]
+    assert alone[0] == "infeasible" and alone[1] == ("feasible" if reach_second else "infeasible")
+    together = encoding.solve(C, d, time_limit=30, groups=groups)
+    if not reach_second:
+        assert together.status == "infeasible"
+        return
+    assert together.status == "feasible"
+    with torch.no_grad():
+        out = net.forward(torch.as_tensor(together.x).unsqueeze(0))[0]
+    holds = (C @ out <= d + 1e-4 + 1e-5).numpy()
+    assert holds[groups == 0].all() or holds[groups == 1].all()
+
+
+def test_a_worker_process_solves_the_disjunction_as_this_process_does(tmp_path):
+    net, encoding, x, y = _setup(0)
+    for reach_second in (False, True):
+        C, d, groups = _two_polytopes(y, reach_second)
+        there = encoding.start(C, d, 30, 1e-4, 0, str(tmp_path), groups=groups).outcome()
+        assert there.status == encoding.solve(C, d, time_limit=30, groups=groups).status
+        assert there.status == ("feasible" if reach_second else "infeasible")
+
+
+
 def test_the_search_hands_an_open_polytope_to_the_milp(tmp_path):
     """With no time for the search, the MILP settles a polytope that holds (unsat) and finds a
     counterexample, confirmed in onnxruntime, for one that does not."""
