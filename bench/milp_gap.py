@@ -87,17 +87,16 @@ def main() -> None:
     if not folder.exists():
         raise SystemExit(f"no mnist_fc_2022 at {folder}; set GLSVERIFY_SHARED")
     torch.set_num_threads(args.workers)
-    rows = []
-    for short in args.instances:
-        rows.append(measure(folder, short, args.workers, args.cap, args.disjunction_cap))
-        print(rows[-1], flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "commit": commit,
               "workers": args.workers, "cap_s": args.cap, "disjunction_cap_s": args.disjunction_cap,
-              "instances": rows}
+              "instances": []}
     RESULTS.mkdir(exist_ok=True)
-    atomic_write_json(RESULTS / "milp_gap.json", result)
-    atomic_write_text(RESULTS / "milp_gap.md", _markdown(result))
+    for short in args.instances:  # written after each instance: a run cut short keeps what it measured
+        result["instances"].append(measure(folder, short, args.workers, args.cap, args.disjunction_cap))
+        print(result["instances"][-1], flush=True)
+        atomic_write_json(RESULTS / "milp_gap.json", result)
+        atomic_write_text(RESULTS / "milp_gap.md", _markdown(result))
     print(_markdown(result))
 
 

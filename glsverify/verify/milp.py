@@ -40,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 import numpy as np
@@ -80,6 +80,14 @@ class MilpOptions:
     race: bool = True
     racers: int = 2
     processes: bool = True  # each solve in a worker process that can be stopped (False: in a thread)
+    # with at least this many binaries (None: never), the open polytopes go to HiGHS as one MILP over
+    # their disjunction (one seed per worker, racing) instead of one MILP each: the cutting-plane work at
+    # the root, about 30 s a polytope on 256x6 prop_11_0.05 (238 binaries), is then done once. There
+    # the nine alone need at least 795 core-seconds where the stage has 274, their disjunction 95 s on
+    # one core (bench/results/milp_gap.md). Below it, one MILP each: the instances the MILP stage solved
+    # have 139-173 binaries, and on 256x4 prop_9_0.05 (139; nine alone in 115 s on two cores) the
+    # disjunction was still open after 250 s with either of two seeds
+    disjunction_binaries: int | None = 200
 
 
 @dataclass
@@ -345,6 +353,11 @@ def prove_polytopes(encoding: MilpEncoding, graph: Graph, cases: list[CaseProble
     prop_6_0.03 gives HiGHS 9 polytopes of 15-54 s each. Why races: HiGHS's time on one polytope
     varies with its seed, on one polytope from 51 to 169 s (:mod:`glsverify.verify.highs_worker`), and at the end of the
     stage fewer cases than cores are left."""
+    if _as_disjunction(encoding, cases, options):
+        total["milp_disjunction"] = len(cases)
+        still, found = prove_polytopes(encoding, graph, [joined_case(cases)], checker, deadline,
+                                       replace(options, disjunction_binaries=None), total)
+        return (list(range(len(cases))) if still else []), found
     stage = _Stage(encoding, cases, deadline, options, total)
     with tempfile.TemporaryDirectory(prefix="glsverify-highs-") as workdir:
         try:
@@ -358,6 +371,23 @@ def prove_polytopes(encoding: MilpEncoding, graph: Graph, cases: list[CaseProble
             for solve in stage.running:
                 solve.handle.cancel()
     return sorted(stage.still), None
+
+
+def _as_disjunction(encoding: MilpEncoding, cases: list[CaseProblem], options: MilpOptions) -> bool:
+    """Whether the cases go to HiGHS as one disjunction (see ``MilpOptions.disjunction_binaries``)."""
+    return options.disjunction_binaries is not None and len(cases) > 1 and \
+        encoding.n_binaries >= options.disjunction_binaries
+
+
+def joined_case(cases: list[CaseProblem]) -> CaseProblem:
+    """One case holding every polytope of ``cases`` (same box): its rows stacked, each polytope
+    renumbered after those of the cases before it. A point is unsafe for it iff it is for one of them."""
+    offsets = itertools.accumulate([case.n_polytopes for case in cases[:-1]], initial=0)
+    first = cases[0]
+    return CaseProblem(first.index, first.lower, first.upper, torch.cat([case.C for case in cases]),
+                       torch.cat([case.d for case in cases]),
+                       torch.cat([case.owner + offset for case, offset in zip(cases, offsets)]),
+                       sum(case.n_polytopes for case in cases))
 
 
 class _Stage:
@@ -398,7 +428,8 @@ class _Stage:
                     break
             seed, self.seeds[position] = self.seeds[position], self.seeds[position] + 1
             case = self.cases[position]
-            handle = self.encoding.start(case.C, case.d, limit, self.options.margin, seed, workdir)
+            groups = case.owner.cpu().numpy() if case.n_polytopes > 1 else None
+            handle = self.encoding.start(case.C, case.d, limit, self.options.margin, seed, workdir, groups=groups)
             self.running.append(_Solve(position, attempt, seed, limit, handle))
         return bool(self.running)
 

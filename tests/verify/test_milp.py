@@ -16,7 +16,9 @@ from glsverify.bounds.interface import compute_bounds
 from glsverify.graph import Graph, Node
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.input_split import relu_inputs
-from glsverify.verify.milp import MilpEncoding, MilpOptions, MilpOutcome, ThreadSolve, affine_chain, prove_polytopes
+from glsverify.verify.milp import (MilpEncoding, MilpOptions, MilpOutcome, ThreadSolve, affine_chain, joined_case,
+                                   prove_polytopes)
+from glsverify.spec.property import Case, InputBox, OutputPolytope, Property
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.witness import WitnessChecker
 from tests.verify.nets import random_mlp, threshold_property, write_network
@@ -105,15 +107,15 @@ def test_no_sample_breaks_a_proof_and_the_encoding_is_exact_enough_to_prove(seed
 
 def _two_polytopes(y: torch.Tensor, reach_second: bool) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Polytope 0: ``y0 - y1 <= t0`` and ``y1 <= t1`` (two rows, ``t1`` above every sample); polytope 1:
-    ``y1 - y0 <= t2``. ``t0`` lies below every sample by 5% of the spread (a proof), ``t2`` at the
-    sampled minimum when ``reach_second`` (a sample lies in polytope 1), else 5% below it too."""
+    ``y1 - y0 <= t2``. ``t0`` lies below every sample by 5% of the spread (a proof), ``t2`` at the 30%
+    quantile of the samples when ``reach_second`` (samples lie in polytope 1), else 5% below them too."""
     C = torch.tensor([[1.0, -1.0], [0.0, 1.0], [-1.0, 1.0]], dtype=torch.float64)
     values = y @ C.T
     spread = values.max(0).values - values.min(0).values
     d = values.min(0).values - 0.05 * spread
     d[1] = float(values[:, 1].max()) + 1.0
     if reach_second:
-        d[2] = values[:, 2].min()
+        d[2] = values[:, 2].quantile(0.3)
     return C, d, np.array([0, 0, 1])
 
 
@@ -173,6 +175,55 @@ def test_the_search_hands_an_open_polytope_to_the_milp(tmp_path):
             assert left == [] and found is None and total["milp_proved"] == 1
 
 
+
+@pytest.mark.parametrize("reach", [False, True])
+def test_a_large_encoding_sends_the_open_polytopes_to_highs_as_one_disjunction(tmp_path, reach):
+    """At or above ``disjunction_binaries`` the polytopes are one solve's case (two seeds racing): it
+    proves both empty at once, or finds a counterexample that onnxruntime confirms."""
+    path, graph, runner = write_network(random_mlp(0, 3, [10, 10], 2), tmp_path)
+    net = graph.to(dtype=torch.float64)
+    lower, upper = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    x = lower + (upper - lower) * torch.rand(20000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        C, d, groups = _two_polytopes(net.forward(x), reach)
+    polytopes = tuple(OutputPolytope(C[groups == g].numpy(), d[groups == g].numpy()) for g in (0, 1))
+    prop = Property(3, 2, (Case(InputBox(lower.numpy(), upper.numpy()), polytopes),))
+    case, checker = CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
+    encoding = MilpEncoding.build(net, case.lower, case.upper, _crown_intervals(net, case.lower, case.upper),
+                                  relu_inputs(net))
+    singles = [CaseProblem(0, case.lower, case.upper, case.C[case.owner == p], case.d[case.owner == p],
+                           torch.zeros(int((case.owner == p).sum()), dtype=torch.long), 1) for p in range(2)]
+    total: dict = {}
+    still, found = prove_polytopes(encoding, net, singles, checker, Deadline(60),
+                                   MilpOptions(workers=2, min_seconds=0.5, disjunction_binaries=encoding.n_binaries),
+                                   total)
+    assert total["milp_disjunction"] == 2 and {solve[0] for solve in total["milp_solves"]} == {0}
+    assert still == []
+    if reach:
+        assert found is not None and checker.check(found.x, 0) is not None
+    else:
+        assert found is None and total["milp_proved"] >= 1
+    total = {}
+    prove_polytopes(encoding, net, singles, checker, Deadline(60),
+                    MilpOptions(workers=2, min_seconds=0.5, disjunction_binaries=encoding.n_binaries + 1), total)
+    assert "milp_disjunction" not in total  # below the threshold: one solve per polytope
+    if not reach:
+        assert {solve[0] for solve in total["milp_solves"]} == {0, 1}
+
+
+def test_a_joined_case_is_unsafe_exactly_where_one_of_its_cases_is():
+    generator = torch.Generator().manual_seed(0)
+    box = torch.zeros(2, dtype=torch.float64)
+    cases = [CaseProblem(0, box, box + 1, torch.randn(rows, 3, generator=generator, dtype=torch.float64),
+                         torch.randn(rows, generator=generator, dtype=torch.float64), owner, int(owner.max()) + 1)
+             for rows, owner in ((2, torch.tensor([0, 0])), (3, torch.tensor([0, 1, 1])), (1, torch.tensor([0])))]
+    joined = joined_case(cases)
+    assert joined.n_polytopes == 4 and joined.owner.tolist() == [0, 0, 1, 2, 2, 3]
+    y = torch.randn(500, 3, generator=generator, dtype=torch.float64)
+    each = torch.stack([case.violation_margin(y) for case in cases]).min(0).values
+    assert torch.equal(joined.violation_margin(y), each)
+
+
 class _Deadline:
     """A deadline whose time left stays put (the shares below then do not depend on speed)."""
     remaining = 100.0
@@ -182,10 +233,13 @@ class _Encoding:
     """Stands in for a MilpEncoding: records each solve's time limit and seed, then answers
     ``answer(index)`` in a thread (or hands out the handle ``handles(index, seed)`` makes)."""
 
+    n_binaries = 0
+
     def __init__(self, answer=None, handles=None):
         self.answer, self.handles, self.limits, self.seeds, self.lock = answer, handles, [], [], threading.Lock()
 
-    def start(self, C, d, time_limit, margin, seed, workdir):
+    def start(self, C, d, time_limit, margin, seed, workdir, groups=None):
+        assert groups is None
         with self.lock:
             self.limits.append(time_limit)
             self.seeds.append((int(d[0]), seed))
