@@ -79,8 +79,11 @@ def _disjunction(base: dict, rows: sp.csr_matrix, limit: np.ndarray, groups: np.
     row's largest value over the variables' bounds (finite: box, ReLU outputs, binaries) past its limit,
     plus 1, so a row with ``s_p = 0`` binds nothing and every point of any polytope stays feasible.
     Maximising ``sum_p s_p`` steers the search. Why: on mnist 256x6 prop_11_0.05 the nine polytopes
-    alone need at least 783 core-seconds, their disjunction 188 s on one core (bench/results/milp_gap.md);
-    not on every instance (256x4 prop_9_0.05: over 250 s, the nine alone 115 s on two cores)."""
+    alone need at least 795 core-seconds, their disjunction 95 s (seed 0) or 150 s (seed 1) on one core
+    (bench/results/milp_gap.md; 188 s and over 250 s on an earlier run's encoding). Not on every
+    instance: on 256x4 prop_9_0.05 (nine alone: 115 s on two cores) it was open after 250 s with
+    either seed, and on a 67-binary test network it took over 20 s where the two polytopes alone took
+    6 s (``MilpOptions.disjunction_binaries`` decides)."""
     labels, group_of_row = np.unique(groups, return_inverse=True)
     n, m = base["matrix"].shape[1], len(labels)
     peak = rows.maximum(0) @ base["upper"] + rows.minimum(0) @ base["lower"]
