@@ -13,12 +13,13 @@ runs once per seed, ``--workers`` seeds side by side (a race of seeds costs the 
 ``--disjunction-cap`` seconds.
 Writes bench/results/milp_gap.{json,md}.
 
-    PYTHONPATH=. python bench/milp_gap.py [--workers 2] [--cap 100] [--disjunction-cap 250] [--instances 256x6:prop_11_0.05 ...]
+    PYTHONPATH=. python bench/milp_gap.py [--workers 2] [--cap 100] [--disjunction-cap 250] [--instances 256x6:prop_11_0.05 ...] [--append]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=100.0)
     parser.add_argument("--disjunction-cap", type=float, default=250.0)
     parser.add_argument("--instances", nargs="+", default=list(DEFAULT))
+    parser.add_argument("--append", action="store_true", help="keep the instances already in milp_gap.json "
+                        "(each row names the commit it was measured at)")
     default = Path(os.environ.get("GLSVERIFY_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
     parser.add_argument("--benchmarks", type=Path, default=default / "benchmarks")
     args = parser.parse_args()
@@ -91,9 +94,13 @@ def main() -> None:
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "commit": commit,
               "workers": args.workers, "cap_s": args.cap, "disjunction_cap_s": args.disjunction_cap,
               "instances": []}
+    if args.append and (RESULTS / "milp_gap.json").exists():
+        kept = json.loads((RESULTS / "milp_gap.json").read_text())["instances"]
+        result["instances"] = [row for row in kept if row["instance"] not in args.instances]
     RESULTS.mkdir(exist_ok=True)
     for short in args.instances:  # written after each instance: a run cut short keeps what it measured
-        result["instances"].append(measure(folder, short, args.workers, args.cap, args.disjunction_cap))
+        row = measure(folder, short, args.workers, args.cap, args.disjunction_cap)
+        result["instances"].append({**row, "commit": commit})
         print(result["instances"][-1], flush=True)
         atomic_write_json(RESULTS / "milp_gap.json", result)
         atomic_write_text(RESULTS / "milp_gap.md", _markdown(result))
@@ -103,23 +110,23 @@ def main() -> None:
 def _markdown(result: dict) -> str:
     lines = [
         "# The MILP stage against the instances it leaves open", "",
-        f"mnist_fc_2022, 300 s timeout; machine: {result['machine']}; commit {result['commit']}; command: "
+        f"mnist_fc_2022, 300 s timeout; machine: {result['machine']}; commits: per row; command: "
         f"`python bench/milp_gap.py --workers {result['workers']} --cap {result['cap_s']:g} "
         f"--disjunction-cap {result['disjunction_cap_s']:g}`.", "",
         "Each open polytope solved alone (cap per solve); needed: the solves' summed seconds (a capped one "
         "counts as the cap, so the ratio is a lower bound where any is capped); had: workers x the stage's "
         "time left. Disjunction: one MILP over all the open polytopes, one seed per worker side by side; "
         "its time is the fastest seed's proof (its cores: one per seed).", "",
-        "| instance | polytopes | binaries | time left (s) | proved alone | capped | needed alone (core-s) | "
+        "| instance | commit | polytopes | binaries | time left (s) | proved alone | capped | needed alone (core-s) | "
         "had (core-s) | needed / had | disjunction proved in (s) | disjunction / time left |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["instances"]:
         bound = "≥ " if row["capped"] else ""
         fastest = row["disjunction_s"]
         versus = "-" if fastest is None else round(fastest / row["time_left_s"], 2)
         fastest = f"> {result['disjunction_cap_s']:g}" if fastest is None else fastest
-        lines.append(f"| {row['instance']} | {row['polytopes']} | {row['binaries']} | {row['time_left_s']} | "
+        lines.append(f"| {row['instance']} | {row.get('commit', result['commit'])} | {row['polytopes']} | {row['binaries']} | {row['time_left_s']} | "
                      f"{row['proved']} | {row['capped']} | {bound}{row['needed_core_s']} | {row['had_core_s']} | "
                      f"{bound}{row['ratio']} | {fastest} | {versus} |")
     lines.append("")
