@@ -85,7 +85,7 @@ class MilpOptions:
     # the root, about 30 s a polytope on 256x6 prop_11_0.05 (238 binaries), is then done once. There
     # the nine alone need at least 795 core-seconds where the stage has 274, their disjunction 95 s on
     # one core (bench/results/milp_gap.md). Below it, one MILP each: the instances the MILP stage solved
-    # have 139-173 binaries, and on 256x4 prop_9_0.05 (139; nine alone in 115 s on two cores) the
+    # have 139-173 binaries, and on 256x4 prop_9_0.05 (139; nine alone in 141 core-seconds) the
     # disjunction was still open after 250 s with either of two seeds. Not yet enough for prop_11_0.05:
     # in two whole runs the race of two seeds was still open when its 136 s ran out
     disjunction_binaries: int | None = 200
