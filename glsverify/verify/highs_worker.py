@@ -82,8 +82,8 @@ def _disjunction(base: dict, rows: sp.csr_matrix, limit: np.ndarray, groups: np.
     alone need at least 795 core-seconds, their disjunction 95 s (seed 0) or 150 s (seed 1) on one core
     (bench/results/milp_gap.md; 188 s and over 250 s on an earlier run's encoding). Not on every
     instance: on 256x4 prop_9_0.05 (nine alone: 141 core-seconds, the slowest 91.5 s) it was open
-    after 250 s with either seed, and on a 67-binary test network it took over 20 s where the two polytopes alone took
-    6 s (``MilpOptions.disjunction_binaries`` decides)."""
+    after 250 s with either seed, and on a 67-binary test network it took over 20 s where the two
+    polytopes alone took 6 s (``MilpOptions.disjunction_binaries`` decides)."""
     labels, group_of_row = np.unique(groups, return_inverse=True)
     n, m = base["matrix"].shape[1], len(labels)
     peak = rows.maximum(0) @ base["upper"] + rows.minimum(0) @ base["lower"]
