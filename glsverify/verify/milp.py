@@ -50,7 +50,7 @@ import torch
 from glsverify import graph as G
 from glsverify.graph import Graph
 from glsverify.verify.deadline import Deadline
-from glsverify.verify.falsify import confirm_candidates
+from glsverify.verify.falsify import confirm_candidates, pgd_aimed
 from glsverify.verify.highs_worker import solve_arrays, save_pickle
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.witness import Counterexample, WitnessChecker
@@ -81,13 +81,10 @@ class MilpOptions:
     racers: int = 2
     processes: bool = True  # each solve in a worker process that can be stopped (False: in a thread)
     # with at least this many binaries (None: never), the open polytopes go to HiGHS as one MILP over
-    # their disjunction (one seed per worker, racing) instead of one MILP each: the cutting-plane work at
-    # the root, about 30 s a polytope on 256x6 prop_11_0.05 (238 binaries), is then done once. There
-    # the nine alone need at least 795 core-seconds where the stage has 274, their disjunction 95 s on
-    # one core (bench/results/milp_gap.md). Below it, one MILP each: the instances the MILP stage solved
-    # have 139-173 binaries, and on 256x4 prop_9_0.05 (139; nine alone in 141 core-seconds) the
-    # disjunction was still open after 250 s with either of two seeds. Not yet enough for prop_11_0.05:
-    # in two whole runs the race of two seeds was still open when its 136 s ran out
+    # their disjunction, one seed per worker racing, so the root's cutting-plane work is done once:
+    # 256x6 prop_11_0.05 (238) needs >= 795 core-seconds alone where the stage has 274, the disjunction
+    # 95-188 s on one core; on 256x4 prop_9_0.05 (139; the solved ones have 139-173) it was open at
+    # 250 s where alone needs 141 core-seconds (bench/results/milp_gap.md)
     disjunction_binaries: int | None = 200
 
 
@@ -356,7 +353,7 @@ def prove_polytopes(encoding: MilpEncoding, graph: Graph, cases: list[CaseProble
     stage fewer cases than cores are left."""
     if _as_disjunction(encoding, cases, options):
         total["milp_disjunction"] = len(cases)
-        still, found = prove_polytopes(encoding, graph, [joined_case(cases)], checker, deadline,
+        still, found = prove_polytopes(encoding, graph, [CaseProblem.joined(cases)], checker, deadline,
                                        replace(options, disjunction_binaries=None), total)
         return (list(range(len(cases))) if still else []), found
     stage = _Stage(encoding, cases, deadline, options, total)
@@ -378,17 +375,6 @@ def _as_disjunction(encoding: MilpEncoding, cases: list[CaseProblem], options: M
     """Whether the cases go to HiGHS as one disjunction (see ``MilpOptions.disjunction_binaries``)."""
     return options.disjunction_binaries is not None and len(cases) > 1 and \
         encoding.n_binaries >= options.disjunction_binaries
-
-
-def joined_case(cases: list[CaseProblem]) -> CaseProblem:
-    """One case holding every polytope of ``cases`` (same box): its rows stacked, each polytope
-    renumbered after those of the cases before it. A point is unsafe for it iff it is for one of them."""
-    offsets = itertools.accumulate([case.n_polytopes for case in cases[:-1]], initial=0)
-    first = cases[0]
-    return CaseProblem(first.index, first.lower, first.upper, torch.cat([case.C for case in cases]),
-                       torch.cat([case.d for case in cases]),
-                       torch.cat([case.owner + offset for case, offset in zip(cases, offsets)]),
-                       sum(case.n_polytopes for case in cases))
 
 
 class _Stage:
@@ -502,7 +488,12 @@ def _settle(solved: MilpOutcome, case: CaseProblem, graph: Graph, checker: Witne
         x = torch.as_tensor(solved.x, dtype=case.lower.dtype, device=case.lower.device).reshape(1, *case.lower.shape)
         x = torch.minimum(torch.maximum(x, case.lower), case.upper)  # HiGHS keeps bounds within a tolerance
         with torch.no_grad():
-            return confirm_candidates(x, case.violation_margin(graph.forward(x)), case, checker, 1)
+            y = graph.forward(x)
+        found = confirm_candidates(x, case.violation_margin(y), case, checker, 1)
+        if found is None:  # HiGHS's point can sit on a widened row, just outside: a short descent moves it in
+            x, margin = pgd_aimed(graph, case, x, case.polytope_margins(y).argmin(1), steps=20, scale=0.01)
+            found = confirm_candidates(x, margin, case, checker, 1)
+        return found
     return None
 
 

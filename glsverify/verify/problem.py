@@ -7,6 +7,7 @@ bound of ``C_r y`` above ``d_r`` (by :data:`~glsverify.bounds.interface.PROOF_MA
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,18 @@ class CaseProblem:
         return cls(index, as_tensor(case.box.lower).reshape(shape), as_tensor(case.box.upper).reshape(shape),
                    as_tensor(rows.C), as_tensor(rows.d), torch.as_tensor(rows.owner, device=device),
                    rows.n_polytopes)
+
+    @classmethod
+    def joined(cls, cases: list["CaseProblem"]) -> "CaseProblem":
+        """One case holding every polytope of ``cases`` (same box): rows stacked, each polytope
+        renumbered after those of the cases before it, so a point is unsafe for it iff it is for one of
+        them (the MILP stage's disjunction)."""
+        offsets = itertools.accumulate([case.n_polytopes for case in cases[:-1]], initial=0)
+        first = cases[0]
+        return cls(first.index, first.lower, first.upper, torch.cat([case.C for case in cases]),
+                   torch.cat([case.d for case in cases]),
+                   torch.cat([case.owner + offset for case, offset in zip(cases, offsets)]),
+                   sum(case.n_polytopes for case in cases))
 
     def row_values(self, y: torch.Tensor) -> torch.Tensor:
         """``C y - d`` for outputs ``y [N, *out]``: ``[N, R]`` (all <= 0 in a polytope: unsafe)."""

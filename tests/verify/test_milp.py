@@ -16,8 +16,7 @@ from glsverify.bounds.interface import compute_bounds
 from glsverify.graph import Graph, Node
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.input_split import relu_inputs
-from glsverify.verify.milp import (MilpEncoding, MilpOptions, MilpOutcome, ThreadSolve, affine_chain, joined_case,
-                                   prove_polytopes)
+from glsverify.verify.milp import MilpEncoding, MilpOptions, MilpOutcome, ThreadSolve, affine_chain, prove_polytopes
 from glsverify.spec.property import Case, InputBox, OutputPolytope, Property
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.witness import WitnessChecker
@@ -209,19 +208,6 @@ def test_a_large_encoding_sends_the_open_polytopes_to_highs_as_one_disjunction(t
     assert "milp_disjunction" not in total  # below the threshold: one solve per polytope
     if not reach:
         assert {solve[0] for solve in total["milp_solves"]} == {0, 1}
-
-
-def test_a_joined_case_is_unsafe_exactly_where_one_of_its_cases_is():
-    generator = torch.Generator().manual_seed(0)
-    box = torch.zeros(2, dtype=torch.float64)
-    cases = [CaseProblem(0, box, box + 1, torch.randn(rows, 3, generator=generator, dtype=torch.float64),
-                         torch.randn(rows, generator=generator, dtype=torch.float64), owner, int(owner.max()) + 1)
-             for rows, owner in ((2, torch.tensor([0, 0])), (3, torch.tensor([0, 1, 1])), (1, torch.tensor([0])))]
-    joined = joined_case(cases)
-    assert joined.n_polytopes == 4 and joined.owner.tolist() == [0, 0, 1, 2, 2, 3]
-    y = torch.randn(500, 3, generator=generator, dtype=torch.float64)
-    each = torch.stack([case.violation_margin(y) for case in cases]).min(0).values
-    assert torch.equal(joined.violation_margin(y), each)
 
 
 class _Deadline:
