@@ -5,20 +5,17 @@ unstable (256x4 prop_9_0.05: 139 of 1,024), and the exact encoding (one binary p
 big-M constraints from the intervals) becomes small enough for a MILP solver. Its cutting planes
 tighten far beyond any single-neuron relaxation: on that instance's first open polytope the LP
 relaxation (the best alpha-CROWN can reach) bounds the row at -0.62 where a proof needs 0.041, and
-HiGHS's root cuts raise the bound to 0.068 in 6 s. Over the refined intervals HiGHS proved 8 of its
-9 open polytopes in 4-21 s each (two processes on two cores) and the ninth in 206 s; the search had
-left 2 of the 9 open in the 150 s after the refinement. The refinement's last tightening rounds are
-therefore left to HiGHS (``RefineOptions.milp_binaries``): 45 s earlier, over slightly looser
-intervals, it proves all 9 in 180 s, and the instance is solved (238.7 s; prop_4_0.05 in 248.2 s).
-HiGHS's primal heuristics cost nothing measurable here (the ninth polytope: 112.6 s with them, 112.8 s
-with ``mip_heuristic_effort`` 0), so the public ``milp`` interface suffices. One worker process per
+HiGHS's root cuts raise the bound to 0.068 in 6 s (the refinement's last tightening rounds are
+therefore left to HiGHS: ``RefineOptions.milp_binaries``). HiGHS's primal heuristics cost nothing
+measurable (112.6 s against 112.8 s with ``mip_heuristic_effort`` 0), so scipy's ``milp`` suffices. From
+``MilpOptions.disjunction_binaries`` up, the open polytopes are one MILP over their disjunction
+(:func:`glsverify.verify.highs_worker.solve_arrays`'s ``groups``). One worker process per
 torch thread solves that many polytopes side by side (:func:`prove_polytopes`): 256x4 prop_6_0.03's 9
 need 15-54 s each, 149 s on two cores (a timeout with one). Processes, not threads, because scipy's
 ``milp`` cannot be interrupted: a process can be stopped when its answer is no longer needed, so idle
 cores race other seeds on the polytopes still open (the ninth polytope above: 51-169 s by seed) and a
-counterexample ends every solve at once (:mod:`glsverify.verify.highs_worker`). This is what
-alpha-beta-CROWN's MIP stage does with Gurobi on mnist_fc; HiGHS ships with scipy, which
-scikit-learn already required (now pinned in pyproject.toml, as this module imports it directly).
+counterexample ends every solve at once (:mod:`glsverify.verify.highs_worker`). alpha-beta-CROWN's
+MIP stage does this with Gurobi; HiGHS ships with scipy (pinned in pyproject.toml).
 
 Soundness. The encoding is exact on the box given sound intervals: every input, with its hidden
 values and phases, satisfies it. A polytope is proved empty when HiGHS reports the encoding plus the
@@ -26,7 +23,8 @@ polytope's rows *infeasible*. HiGHS works in floating point with tolerances (1e-
 integrality); to keep a proof from resting on them, each unsafe row is widened by ``margin`` (1e-4,
 100x those tolerances) before solving, so a proof covers outputs up to that far past the threshold.
 This is the standard of MILP verifiers (MIPVerify, Venus, alpha-beta-CROWN's MIP mode). A feasible
-point HiGHS returns is only a candidate: it counts only once onnxruntime confirms it.
+point HiGHS returns is only a candidate: it counts only once onnxruntime confirms it (after a short
+aimed descent, if it sits on a widened row just outside its polytope).
 """
 
 from __future__ import annotations
