@@ -1,7 +1,8 @@
 """ReLU-split branch and bound (beta-CROWN) variants on real VNN-COMP mnist_fc instances, measured in the
 same run: the multiplier search in float64 (the baseline), in float32, and in float32 with per-branch
 intermediate intervals (rebound, earlier layers split first), these computed in float64 or in float32
-minus their rounding error (the default).
+minus their rounding error, and that on the network without the neurons inactive on the box (the
+default, verify/prune.py).
 
 For each instance and variant the case's root is bounded once; then each open polytope (easiest first) is
 searched to its end until the time cap. Reported per variant: the polytopes closed, the branches bounded,
@@ -36,10 +37,12 @@ from glsverify.verify.witness import WitnessChecker  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 INSTANCES = (("mnist-net_256x4.onnx", "prop_14_0.05.vnnlib"), ("mnist-net_256x6.onnx", "prop_3_0.05.vnnlib"),
              ("mnist-net_256x4.onnx", "prop_13_0.05.vnnlib"))
-VARIANTS = {"float64 search": {"search_dtype": None, "rebound": False},
-            "float32 search": {"search_dtype": torch.float32, "rebound": False},
-            "float32 + rebound (float64)": {"search_dtype": torch.float32, "rebound": True, "rebound_float32": False},
-            "float32 + rebound (rounded float32)": {"search_dtype": torch.float32, "rebound": True}}
+VARIANTS = {"float64 search": {"search_dtype": None, "rebound": False, "prune": False},
+            "float32 search": {"search_dtype": torch.float32, "rebound": False, "prune": False},
+            "float32 + rebound (float64)": {"search_dtype": torch.float32, "rebound": True, "rebound_float32": False,
+                                            "prune": False},
+            "float32 + rebound (rounded float32)": {"search_dtype": torch.float32, "rebound": True, "prune": False},
+            "... + inactive neurons pruned": {"search_dtype": torch.float32, "rebound": True, "prune": True}}
 
 
 def run(folder: Path, onnx: str, vnnlib: str, variant: str, cap: float) -> dict:
@@ -49,7 +52,9 @@ def run(folder: Path, onnx: str, vnnlib: str, variant: str, cap: float) -> dict:
     checker = WitnessChecker(runner, prop)
     options = RS.ReluSplitOptions(**VARIANTS[variant])
     points = relu_inputs(net)
-    root, case, gaps = RS._root(net, case, points, options, Deadline(None))
+    intervals = RS._root_intervals(net, case, points, options, Deadline(None))
+    net, intervals = RS._pruned(net, intervals, points, options)
+    root, case, gaps = RS._root(net, case, points, options, Deadline(None), intervals)
     assert not options.rebound or RS._rebound_pays(root, points, case)
     closed, branches, times = 0, 0, []
     started = time.perf_counter()

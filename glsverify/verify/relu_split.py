@@ -43,6 +43,7 @@ from glsverify.verify.falsify import confirm_candidates, lowest_corner
 from glsverify.verify.input_split import SearchOutcome, relu_inputs
 from glsverify.verify.milp import MilpEncoding, MilpOptions, prove_polytopes
 from glsverify.verify.problem import CaseProblem
+from glsverify.verify.prune import prune_inactive
 from glsverify.verify.rebound import rebound
 from glsverify.verify.refine import RefineOptions, refine_intervals
 from glsverify.verify.stack import pop_batch
@@ -78,6 +79,9 @@ class ReluSplitOptions:
     # after a refinement: the polytopes a short search leaves open go to HiGHS, as the exact MILP over
     # the refined intervals, when it has at most max_binaries unstable neurons (verify/milp.py; None: off)
     milp: MilpOptions | None = field(default_factory=MilpOptions)
+    # search a copy of the network without the neurons inactive on the box (verify/prune.py), pruned
+    # again after a refinement
+    prune: bool = True
 
 
 def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadline: Deadline,
@@ -88,7 +92,8 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     points = relu_inputs(graph)
     if not points:
         return SearchOutcome("unknown", stats={"reason": "no ReLU to split"})
-    root, case, gaps = _root(graph, case, points, options, deadline)
+    graph, intervals = _pruned(graph, _root_intervals(graph, case, points, options, deadline), points, options)
+    root, case, gaps = _root(graph, case, points, options, deadline, intervals)
     if root is None:
         return SearchOutcome("unsat", stats={"branches": 1})
     refined = None
@@ -111,6 +116,7 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
                                           enough=_proves(graph, _keep_polytopes(case, ~done), points, options, deadline))
         total["refined"] = refined.layers
         if refined.moved:
+            graph, tight = _pruned(graph, tight, points, options)
             root, case, gaps = _root(graph, _keep_polytopes(case, ~done), points, options, deadline, tight)
             if root is None:
                 return SearchOutcome("unsat", stats={**total, "branches": total["branches"] + 1})
@@ -262,26 +268,38 @@ def _keep_polytopes(case: CaseProblem, keep: torch.Tensor) -> CaseProblem:
                        int(keep.sum()))
 
 
+def _root_intervals(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions,
+                    deadline: Deadline) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """``[1, N]`` intervals of every ReLU input over the whole box: CROWN, then alpha-CROWN layer by
+    layer (``options.root_intermediate`` iterations)."""
+    kept: list = []
+    with torch.no_grad():
+        compute_bounds(graph, case.lower.unsqueeze(0), case.upper.unsqueeze(0), case.C, method="crown",
+                       want_upper=False, keep_intervals=kept)
+    intervals = {k: (kept[k][0].reshape(1, -1), kept[k][1].reshape(1, -1)) for k in points}
+    if options.root_intermediate > 0:
+        splits = {k: torch.zeros_like(lo, dtype=torch.int8) for k, (lo, _) in intervals.items()}
+        intervals, _ = rebound(graph, case.lower, case.upper, intervals, splits, points,
+                               iterations=options.root_intermediate, expired=deadline.expired)
+    return intervals
+
+
+def _pruned(graph: Graph, intervals: dict[int, tuple[torch.Tensor, torch.Tensor]], points: list[int],
+            options: ReluSplitOptions) -> tuple[Graph, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """The graph and intervals without the neurons inactive on the box, when ``options.prune``."""
+    return prune_inactive(graph, intervals, points) if options.prune else (graph, intervals)
+
+
 def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions, deadline: Deadline,
           intervals: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
           ) -> tuple[Branches | None, CaseProblem, torch.Tensor | None]:
-    """Intervals of the whole box (CROWN, then alpha-CROWN layer by layer; or the given ``[1, N]``
-    ones), the rows of the polytopes that alpha-CROWN leaves open, and each open polytope's gap (best
-    row's bound minus threshold)."""
-    if intervals is not None:
-        lower, upper = {k: lo for k, (lo, _) in intervals.items()}, {k: hi for k, (_, hi) in intervals.items()}
-    else:
-        kept: list = []
-        with torch.no_grad():
-            compute_bounds(graph, case.lower.unsqueeze(0), case.upper.unsqueeze(0), case.C, method="crown",
-                           want_upper=False, keep_intervals=kept)
-        lower = {k: kept[k][0].reshape(1, -1) for k in points}
-        upper = {k: kept[k][1].reshape(1, -1) for k in points}
+    """The root branch over the given ``[1, N]`` intervals (None: :func:`_root_intervals`), the rows of
+    the polytopes that alpha-CROWN leaves open, and each open polytope's gap (best row's bound minus
+    threshold)."""
+    if intervals is None:
+        intervals = _root_intervals(graph, case, points, options, deadline)
+    lower, upper = {k: lo for k, (lo, _) in intervals.items()}, {k: hi for k, (_, hi) in intervals.items()}
     splits = {k: torch.zeros_like(lower[k], dtype=torch.int8) for k in points}
-    if options.root_intermediate > 0 and intervals is None:
-        tight, _ = rebound(graph, case.lower, case.upper, _pairs(lower, upper), splits, points,
-                           iterations=options.root_intermediate, expired=deadline.expired)
-        lower, upper = {k: lo for k, (lo, _) in tight.items()}, {k: hi for k, (_, hi) in tight.items()}
     result = alpha_beta_bounds(graph, case.lower, case.upper, case.C, _pairs(lower, upper), splits,
                                iterations=options.root_iterations, expired=deadline.expired)
     open_polytopes = ~case.proved(result.lower)[0]
