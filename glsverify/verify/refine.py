@@ -85,6 +85,7 @@ class RefineReport:
     layers: list[dict] = field(default_factory=list)
     enough: bool = False  # stopped early: the caller's ``enough`` held
     moved: bool = False  # some bound moved (a failed side's partial bound too)
+    graph: Graph | None = None  # the network the refined intervals belong to, when ``prune`` changed it
 
     @property
     def proved(self) -> int:
@@ -100,17 +101,26 @@ def truncated(graph: Graph, node: int) -> Graph:
 def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, intervals: Intervals,
                      points: list[int], deadline: Deadline, prove: Prover, options: RefineOptions | None = None,
                      generator: torch.Generator | None = None,
-                     enough: Callable[[Intervals], bool] | None = None) -> tuple[Intervals, RefineReport]:
+                     enough: Callable[[Graph, Intervals], bool] | None = None,
+                     prune: Callable[[Graph, Intervals], tuple[Graph, Intervals]] | None = None
+                     ) -> tuple[Intervals, RefineReport]:
     """``[1, N]`` intervals of every ReLU-input node, each inside the given one (a refined copy: the
     given ones are left as they are); ``points`` are the ReLU-input nodes in order. The first layer is
-    exact already. ``enough(intervals)``, asked after each layer that moved a bound, stops the
+    exact already. ``enough(graph, intervals)``, asked after each layer that moved a bound, stops the
     refinement early (the caller's property is proved with them: 256x6 prop_3_0.05 spent 46 of its
-    65 s of refinement on the layers after the first, which alone settled it; 95.1 -> 37.0 s)."""
+    65 s of refinement on the layers after the first, which alone settled it; 95.1 -> 37.0 s).
+    ``prune(graph, intervals)``, applied after each layer, may drop neurons the refinement has shown
+    inactive (:mod:`glsverify.verify.prune`): the root of mnist 256x6 prop_11_0.05 leaves every neuron
+    of the last three hidden layers unstable, their refinement 26, 3 and 82 of 256 live. The intervals
+    then belong to the pruned network, returned as ``report.graph``."""
     options = options or RefineOptions()
     generator = generator or torch.Generator().manual_seed(0)
     out = {k: (lo.clone(), hi.clone()) for k, (lo, hi) in intervals.items()}
     report = RefineReport()
     for position in range(1, len(points)):
+        if prune is not None:
+            graph, out = prune(graph, out)
+            report.graph = graph
         if deadline.expired():
             break
         started = time.perf_counter()
@@ -144,7 +154,7 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
                               "unstable_after": int(((out[k][0] < 0) & (out[k][1] > 0)).sum()),
                               "tried": tried, "proved": proved, "tightened": tightened, "rounds": rounds,
                               "seconds": round(time.perf_counter() - started, 2)})
-        if enough is not None and moved and position + 1 < len(points) and enough(out):
+        if enough is not None and moved and position + 1 < len(points) and enough(graph, out):
             report.enough = True
             break
     return out, report

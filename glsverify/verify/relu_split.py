@@ -113,8 +113,10 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
             replace(options.refine, milp_binaries=options.milp.max_binaries)  # the MILP does the last rounds' work
         tight, refined = refine_intervals(graph, case.lower, case.upper, root.root, points, budget,
                                           _bound_prover(options), refine_options,
-                                          enough=_proves(graph, _keep_polytopes(case, ~done), points, options, deadline))
+                                          enough=_proves(_keep_polytopes(case, ~done), points, options, deadline),
+                                          prune=(lambda net, found: prune_inactive(net, found, points)) if options.prune else None)
         total["refined"] = refined.layers
+        graph = refined.graph or graph
         if refined.moved:
             graph, tight = _pruned(graph, tight, points, options)
             root, case, gaps = _root(graph, _keep_polytopes(case, ~done), points, options, deadline, tight)
@@ -316,11 +318,11 @@ def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplit
     return Branches(splits, alpha, beta, root, root if options.rebound else None), narrowed, gaps[open_polytopes]
 
 
-def _proves(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions, deadline: Deadline):
-    """Whether alpha-CROWN over given intervals proves every polytope of ``case`` (the refinement's
-    early stop)."""
+def _proves(case: CaseProblem, points: list[int], options: ReluSplitOptions, deadline: Deadline):
+    """Whether alpha-CROWN over given intervals of a graph proves every polytope of ``case`` (the
+    refinement's early stop)."""
 
-    def proves(intervals) -> bool:
+    def proves(graph: Graph, intervals) -> bool:
         splits = {k: torch.zeros_like(intervals[k][0], dtype=torch.int8) for k in points}
         result = alpha_beta_bounds(graph, case.lower, case.upper, case.C, intervals, splits,
                                    iterations=options.root_iterations, expired=deadline.expired)

@@ -59,6 +59,36 @@ def test_refined_intervals_hold_every_sampled_value_and_only_shrink(seed, normal
     assert sum(map(unstable, tight.values())) < sum(map(unstable, intervals.values()))
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_refining_while_pruning_keeps_every_sampled_value_of_the_pruned_network(seed):
+    """With ``prune``, each layer's newly inactive neurons are dropped before the next layer is refined:
+    the network it returns computes the original outputs on the box, and its intervals still hold
+    every sampled value of its neurons."""
+    from glsverify.verify.prune import prune_inactive
+
+    net, lower, upper, points, intervals = _root_intervals(seed)
+    calls = []
+
+    def prune(graph, found):
+        calls.append(sum(graph.nodes[k].size for k in points))
+        return prune_inactive(graph, found, points)
+
+    tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
+                                        RS._bound_prover(RS.ReluSplitOptions()), _prove(), prune=prune)
+    pruned = report.graph
+    assert len(calls) == len(points) - 1 and pruned is not None
+    assert sum(pruned.nodes[k].size for k in points) < sum(net.nodes[k].size for k in points)
+    values = _values(pruned, lower, upper, points, seed)
+    for k in points:
+        lo, hi = tight[k]
+        assert lo.shape[1] == pruned.nodes[k].size
+        assert bool((values[k] >= lo - 1e-9).all() and (values[k] <= hi + 1e-9).all())
+    x = lower + (upper - lower) * torch.rand(2000, lower.numel(), generator=torch.Generator().manual_seed(seed),
+                                             dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(pruned.forward(x), net.forward(x), rtol=0, atol=1e-12)
+
+
 def test_a_side_that_an_input_reaches_is_never_proved(monkeypatch):
     """With the PGD filter off, every side of every unstable neuron is handed to the prover; the
     sides that sampled inputs reach must all fail (an always-true prover fails this test)."""
@@ -208,7 +238,7 @@ def test_refinement_stops_once_the_caller_has_enough():
     net, lower, upper, points, intervals = _root_intervals(0)
     asked = []
 
-    def enough(out) -> bool:
+    def enough(graph, out) -> bool:
         asked.append({k: (lo.clone(), hi.clone()) for k, (lo, hi) in out.items()})
         return True
 
@@ -217,7 +247,7 @@ def test_refinement_stops_once_the_caller_has_enough():
     assert report.enough and len(asked) == 1 and len(report.layers) == 1
     assert all(torch.equal(asked[0][k][i], tight[k][i]) for k in points for i in range(2))
     _, full = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
-                                  RS._bound_prover(RS.ReluSplitOptions()), _prove(), enough=lambda out: False)
+                                  RS._bound_prover(RS.ReluSplitOptions()), _prove(), enough=lambda graph, out: False)
     assert not full.enough and len(full.layers) == len(points) - 1
 
 
