@@ -6,6 +6,9 @@ before, its column of the layer after) leaves the network's value on the box exa
 every backward pass of a ReLU-split search shrinks with it: on mnist 256x6 prop_11_0.05 185, 192, 211,
 230, 253 and 174 of the six hidden layers' 256 neurons are inactive over the refined intervals, and the
 ``[rows, 256] @ [256, 784]`` products into the input were 50 of the search's 164 seconds before pruning.
+The MILP built over the pruned network (:mod:`glsverify.verify.milp`) loses those neurons' interval rows
+too: on that instance HiGHS proved the open polytopes' disjunction in 79.6 s instead of 185.4 s (seed 0)
+and 89.5 s instead of 137.0 s (seed 1).
 
 Only a chain of linear layers and ReLUs is pruned: every ReLU input a linear node read by that ReLU
 alone, every ReLU read by one linear node. Any other graph comes back as it was.

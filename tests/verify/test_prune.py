@@ -13,13 +13,13 @@ from glsverify.verify.deadline import Deadline
 from glsverify.verify.input_split import relu_inputs
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.prune import prune_inactive
-from glsverify.verify.relu_split import ReluSplitOptions, relu_split
-from glsverify.verify.relu_split import _root_intervals
+from glsverify.verify.relu_split import ReluSplitOptions, _root_intervals, relu_split
 from glsverify.verify.witness import WitnessChecker
 from tests.verify.nets import random_mlp, threshold_property, write_network
 
 
-def _sparse_mlp(seed: int, n_in: int = 20, widths: tuple[int, ...] = (24, 24, 24), dead_layer: int | None = None) -> Graph:
+def _sparse_mlp(seed: int, n_in: int = 20, widths: tuple[int, ...] = (24, 24, 24),
+                dead_layer: int | None = None) -> Graph:
     """An MLP without input normalisation (as mnist_fc) whose biases leave many neurons inactive on a
     small box; ``dead_layer``: every neuron of that hidden layer inactive."""
     graph = random_mlp(seed, n_in, list(widths), 3, normalise=False)
@@ -89,9 +89,10 @@ def test_graphs_that_are_not_linear_relu_chains_come_back_as_they_were():
              Node("relu0", G.RELU, (1,), (6,)),
              Node("scale", G.AFFINE, (2,), (6,), {}, {"scale": "s", "shift": "t"}),
              Node("fc1", G.LINEAR, (3,), (2,), {}, {"weight": "fc1.weight", "bias": "fc1.bias"})]
-    params = {"fc0.weight": torch.randn(6, 4, dtype=torch.float64), "fc0.bias": torch.full((6,), -10.0, dtype=torch.float64),
-              "s": torch.ones(6, dtype=torch.float64), "t": torch.zeros(6, dtype=torch.float64),
-              "fc1.weight": torch.randn(2, 6, dtype=torch.float64), "fc1.bias": torch.zeros(2, dtype=torch.float64)}
+    f64 = torch.float64
+    params = {"fc0.weight": torch.randn(6, 4, dtype=f64), "fc0.bias": torch.full((6,), -10.0, dtype=f64),
+              "s": torch.ones(6, dtype=f64), "t": torch.zeros(6, dtype=f64),
+              "fc1.weight": torch.randn(2, 6, dtype=f64), "fc1.bias": torch.zeros(2, dtype=f64)}
     graph = Graph(nodes, params)
     intervals = {1: (torch.full((1, 6), -11.0, dtype=torch.float64), torch.full((1, 6), -9.0, dtype=torch.float64))}
     pruned, kept = prune_inactive(graph, intervals, [1])
