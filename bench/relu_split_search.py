@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from glsverify.verify import relu_root as RR  # noqa: E402
 from glsverify.verify import relu_split as RS  # noqa: E402
 from glsverify.verify.deadline import Deadline  # noqa: E402
 from glsverify.verify.input_split import relu_inputs  # noqa: E402
@@ -52,9 +53,9 @@ def run(folder: Path, onnx: str, vnnlib: str, variant: str, cap: float) -> dict:
     checker = WitnessChecker(runner, prop)
     options = RS.ReluSplitOptions(**VARIANTS[variant])
     points = relu_inputs(net)
-    intervals = RS._root_intervals(net, case, points, options, Deadline(None))
-    net, intervals = RS._pruned(net, intervals, points, options)
-    root, case, gaps = RS._root(net, case, points, options, Deadline(None), intervals)
+    intervals = RR.root_intervals(net, case, points, options, Deadline(None))
+    net, intervals = RR.pruned(net, intervals, points, options)
+    root, case, gaps = RR.root_branch(net, case, points, options, Deadline(None), intervals)
     assert not options.rebound or RS._rebound_pays(root, points, case)
     closed, branches, times = 0, 0, []
     started = time.perf_counter()
@@ -62,7 +63,7 @@ def run(folder: Path, onnx: str, vnnlib: str, variant: str, cap: float) -> dict:
         left = cap - (time.perf_counter() - started)
         if left <= 0:
             break
-        sub_case, sub_root = RS._only_polytope(case, root, polytope)
+        sub_case, sub_root = RR.only_polytope(case, root, polytope)
         begun = time.perf_counter()
         outcome = RS._search(net, sub_case, sub_root, points, checker, Deadline(left), options)
         branches += outcome.stats.get("branches", 0)

@@ -19,10 +19,11 @@ After a refinement, the polytopes that a short search leaves open go to HiGHS, a
 the refined intervals (:mod:`glsverify.verify.milp`: its cutting planes prove polytopes no single-neuron
 relaxation reaches), and only those it leaves open get the full search.
 
-Every search runs on the network without the neurons that the root's intervals show inactive on the
-box (:mod:`glsverify.verify.prune`; the refinement drops those its proofs make inactive as it goes):
-the network's value on the box is unchanged, and the backward passes shrink with it (mnist 256x6
-prop_3_0.05: 2.8x the branches per second, bench/results/relu_split_search.md).
+Every search runs on the network without the neurons that the root's intervals (built in
+:mod:`glsverify.verify.relu_root`) show inactive on the box (:mod:`glsverify.verify.prune`; the
+refinement drops those its proofs make inactive as it goes): the network's value on the box is
+unchanged, and the backward passes shrink with it (mnist 256x6 prop_3_0.05: 2.8x the branches per
+second, bench/results/relu_split_search.md).
 
 Branching (BaBSR-style): split the unstable unsplit neuron whose upper-relaxation intercept costs the
 most in the row closest to a proof, ``|min(A, 0)| * (-l u / (u - l))`` with ``A`` the coefficient of
@@ -39,7 +40,7 @@ import torch
 
 from glsverify import graph as G
 from glsverify.bounds.activations import default_relu_slope
-from glsverify.bounds.interface import PROOF_MARGIN, compute_bounds
+from glsverify.bounds.interface import PROOF_MARGIN
 from glsverify.graph import Graph
 from glsverify.verify.beta import BetaResult, alpha_beta_bounds
 from glsverify.verify.branches import Branches
@@ -48,9 +49,10 @@ from glsverify.verify.falsify import confirm_candidates, lowest_corner
 from glsverify.verify.input_split import SearchOutcome, relu_inputs
 from glsverify.verify.milp import MilpEncoding, MilpOptions, prove_polytopes
 from glsverify.verify.problem import CaseProblem
-from glsverify.verify.prune import prune_inactive
 from glsverify.verify.rebound import rebound
 from glsverify.verify.refine import RefineOptions, refine_intervals
+from glsverify.verify.relu_root import (keep_polytopes, only_polytope, proves_all, pruned, pruner,
+                                          root_branch, root_intervals)
 from glsverify.verify.stack import pop_batch
 from glsverify.verify.witness import WitnessChecker
 
@@ -97,8 +99,8 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     points = relu_inputs(graph)
     if not points:
         return SearchOutcome("unknown", stats={"reason": "no ReLU to split"})
-    graph, intervals = _pruned(graph, _root_intervals(graph, case, points, options, deadline), points, options)
-    root, case, gaps = _root(graph, case, points, options, deadline, intervals)
+    graph, intervals = pruned(graph, root_intervals(graph, case, points, options, deadline), points, options)
+    root, case, gaps = root_branch(graph, case, points, options, deadline, intervals)
     if root is None:
         return SearchOutcome("unsat", stats={"branches": 1})
     refined = None
@@ -118,13 +120,12 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
             replace(options.refine, milp_binaries=options.milp.max_binaries)  # the MILP does the last rounds' work
         tight, refined = refine_intervals(graph, case.lower, case.upper, root.root, points, budget,
                                           _bound_prover(options), refine_options,
-                                          enough=_proves(_keep_polytopes(case, ~done), points, options, deadline),
-                                          prune=_pruner(points) if options.prune else None)
+                                          enough=proves_all(keep_polytopes(case, ~done), points, options, deadline),
+                                          prune=pruner(points, options))
         total["refined"] = refined.layers
-        graph = refined.graph or graph
-        if refined.moved:
-            graph, tight = _pruned(graph, tight, points, options)
-            root, case, gaps = _root(graph, _keep_polytopes(case, ~done), points, options, deadline, tight)
+        if refined.moved:  # the refined intervals belong to the graph the refinement pruned, if it did
+            graph, tight = pruned(refined.graph or graph, tight, points, options)
+            root, case, gaps = root_branch(graph, keep_polytopes(case, ~done), points, options, deadline, tight)
             if root is None:
                 return SearchOutcome("unsat", stats={**total, "branches": total["branches"] + 1})
             done = torch.zeros(case.n_polytopes, dtype=torch.bool)
@@ -138,7 +139,7 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
             if found is not None:
                 return found
     for position, polytope in enumerate(order if options.per_polytope else [None]):
-        sub_case, sub_root = (case, root) if polytope is None else _only_polytope(case, root, polytope)
+        sub_case, sub_root = (case, root) if polytope is None else only_polytope(case, root, polytope)
         outcome = _search(graph, sub_case, sub_root, points, checker, deadline, options)
         total["branches"] += outcome.stats.get("branches", 0)
         if outcome.result != "unsat":
@@ -156,7 +157,7 @@ def _quick_search(graph: Graph, case: CaseProblem, root: Branches, gaps: torch.T
     ``deadline``: where it closes them all the refinement is not worth its cost. Marks the proved
     polytopes in ``done`` and counts branches in ``total``; returns a sat outcome if one turned up."""
     for polytope in torch.argsort(gaps, descending=True).tolist():
-        outcome = _search(graph, *_only_polytope(case, root, polytope), points, checker, deadline, options)
+        outcome = _search(graph, *only_polytope(case, root, polytope), points, checker, deadline, options)
         total["branches"] += outcome.stats.get("branches", 0)
         if outcome.result == "sat":
             outcome.stats = {**outcome.stats, **total}
@@ -179,13 +180,13 @@ def _milp_passes(graph: Graph, case: CaseProblem, root: Branches, order: list[in
     share = options.milp.search_share * deadline.remaining / max(1, len(order))
     left = []
     for polytope in order:
-        outcome = _search(graph, *_only_polytope(case, root, polytope), points, checker, deadline.within(share), options)
+        outcome = _search(graph, *only_polytope(case, root, polytope), points, checker, deadline.within(share), options)
         total["branches"] += outcome.stats.get("branches", 0)
         if outcome.result == "sat":
             return [], _with_stats(outcome, total)
         if outcome.result != "unsat":
             left.append(polytope)
-    still, found = prove_polytopes(encoding, graph, [_only_polytope(case, root, p)[0] for p in left], checker, deadline,
+    still, found = prove_polytopes(encoding, graph, [only_polytope(case, root, p)[0] for p in left], checker, deadline,
                                    options.milp, total)
     if found is not None:
         return [], _with_stats(SearchOutcome("sat", found), total)
@@ -254,91 +255,6 @@ def _rebound_pays(root: Branches, points: list[int], case: CaseProblem) -> bool:
     grew it (10k to over 49k branches) while rebounding alone cost 3x the time per branch."""
     lo, hi = root.root[points[0]]
     return 4 * int(((lo < 0) & (hi > 0)).sum()) <= case.lower.numel()
-
-
-def _only_polytope(case: CaseProblem, root: Branches, polytope: int) -> tuple[CaseProblem, Branches]:
-    """The case restricted to one polytope's rows (its own branch and bound needs only them)."""
-    rows = case.owner == polytope
-    sub = CaseProblem(case.index, case.lower, case.upper, case.C[rows], case.d[rows],
-                      torch.zeros(int(rows.sum()), dtype=case.owner.dtype, device=case.owner.device), 1)
-    branches = Branches(root.splits, {i: a[:, rows] for i, a in root.alpha.items()},
-                        {k: b[:, rows] for k, b in root.beta.items()}, root.root, root.own)
-    return sub, branches
-
-
-def _keep_polytopes(case: CaseProblem, keep: torch.Tensor) -> CaseProblem:
-    """The case with only the polytopes where ``keep [P]`` is True (renumbered in order)."""
-    keep = keep.to(case.owner.device)
-    rows = keep[case.owner]
-    renumber = torch.cumsum(keep.long(), 0) - 1
-    return CaseProblem(case.index, case.lower, case.upper, case.C[rows], case.d[rows], renumber[case.owner[rows]],
-                       int(keep.sum()))
-
-
-def _root_intervals(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions,
-                    deadline: Deadline) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """``[1, N]`` intervals of every ReLU input over the whole box: CROWN, then alpha-CROWN layer by
-    layer (``options.root_intermediate`` iterations)."""
-    kept: list = []
-    with torch.no_grad():
-        compute_bounds(graph, case.lower.unsqueeze(0), case.upper.unsqueeze(0), case.C, method="crown",
-                       want_upper=False, keep_intervals=kept)
-    intervals = {k: (kept[k][0].reshape(1, -1), kept[k][1].reshape(1, -1)) for k in points}
-    if options.root_intermediate > 0:
-        splits = {k: torch.zeros_like(lo, dtype=torch.int8) for k, (lo, _) in intervals.items()}
-        intervals, _ = rebound(graph, case.lower, case.upper, intervals, splits, points,
-                               iterations=options.root_intermediate, expired=deadline.expired)
-    return intervals
-
-
-def _pruned(graph: Graph, intervals: dict[int, tuple[torch.Tensor, torch.Tensor]], points: list[int],
-            options: ReluSplitOptions) -> tuple[Graph, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
-    """The graph and intervals without the neurons inactive on the box, when ``options.prune``."""
-    return prune_inactive(graph, intervals, points) if options.prune else (graph, intervals)
-
-
-def _pruner(points: list[int]):
-    """The refinement's pruning step (verify/refine.py's ``prune``)."""
-    return lambda graph, intervals: prune_inactive(graph, intervals, points)
-
-
-def _root(graph: Graph, case: CaseProblem, points: list[int], options: ReluSplitOptions, deadline: Deadline,
-          intervals: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
-          ) -> tuple[Branches | None, CaseProblem, torch.Tensor | None]:
-    """The root branch over the given ``[1, N]`` intervals (None: :func:`_root_intervals`), the rows of
-    the polytopes that alpha-CROWN leaves open, and each open polytope's gap (best row's bound minus
-    threshold)."""
-    if intervals is None:
-        intervals = _root_intervals(graph, case, points, options, deadline)
-    lower, upper = {k: lo for k, (lo, _) in intervals.items()}, {k: hi for k, (_, hi) in intervals.items()}
-    splits = {k: torch.zeros_like(lower[k], dtype=torch.int8) for k in points}
-    result = alpha_beta_bounds(graph, case.lower, case.upper, case.C, _pairs(lower, upper), splits,
-                               iterations=options.root_iterations, expired=deadline.expired)
-    open_polytopes = ~case.proved(result.lower)[0]
-    if not bool(open_polytopes.any()):
-        return None, case, None
-    excess = result.lower[0] - case.d
-    gaps = excess.new_full((case.n_polytopes,), -float("inf")).scatter_reduce(0, case.owner, excess, reduce="amax")
-    rows = open_polytopes[case.owner]
-    narrowed = _keep_polytopes(case, open_polytopes)
-    alpha = {i: a[:, rows] for i, a in result.alpha.items()}
-    beta = {k: torch.zeros(1, narrowed.C.shape[0], lower[k].shape[1], dtype=options.search_dtype or case.C.dtype,
-                           device=case.C.device) for k in points}
-    root = {k: (lower[k], upper[k]) for k in points}
-    return Branches(splits, alpha, beta, root, root if options.rebound else None), narrowed, gaps[open_polytopes]
-
-
-def _proves(case: CaseProblem, points: list[int], options: ReluSplitOptions, deadline: Deadline):
-    """Whether alpha-CROWN over given intervals of a graph proves every polytope of ``case`` (the
-    refinement's early stop)."""
-
-    def proves(graph: Graph, intervals) -> bool:
-        splits = {k: torch.zeros_like(intervals[k][0], dtype=torch.int8) for k in points}
-        result = alpha_beta_bounds(graph, case.lower, case.upper, case.C, intervals, splits,
-                                   iterations=options.root_iterations, expired=deadline.expired)
-        return bool(case.proved(result.lower)[0].all())
-
-    return proves
 
 
 def _bound_prover(options: ReluSplitOptions):
@@ -427,10 +343,6 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
         failed[left.target] = True
         give_up(left, torch.arange(len(left), device=device))
     return ~failed, torch.where(failed, floor, case.d)  # floor starts at d, so it never exceeds it
-
-
-def _pairs(lower: dict, upper: dict) -> dict:
-    return {k: (lower[k], upper[k]) for k in lower}
 
 
 def _bound(graph: Graph, case: CaseProblem, branches: Branches, options: ReluSplitOptions,

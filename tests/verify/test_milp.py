@@ -151,6 +151,7 @@ def test_a_worker_process_solves_the_disjunction_as_this_process_does(tmp_path):
 def test_the_search_hands_an_open_polytope_to_the_milp(tmp_path):
     """With no time for the search, the MILP settles a polytope that holds (unsat) and finds a
     counterexample, confirmed in onnxruntime, for one that does not."""
+    from glsverify.verify import relu_root as RR
     from glsverify.verify import relu_split as RS
 
     path, graph, runner = write_network(random_mlp(11, 6, [24, 24, 24], 3), tmp_path)
@@ -161,7 +162,7 @@ def test_the_search_hands_an_open_polytope_to_the_milp(tmp_path):
     for shift, expected in ((-0.2, "unsat"), (-0.03, "sat")):
         prop = threshold_property(graph, centre - 0.1, centre + 0.1, np.array([1.0, -1.0, 0.0]), 0.0, 11, shift=shift)
         case, checker = CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
-        root, narrowed, _ = RS._root(net, case, points, options, Deadline(None))
+        root, narrowed, _ = RR.root_branch(net, case, points, options, Deadline(None))
         assert root is not None  # the root's bound leaves it open
         encoding = MilpEncoding.build(net, case.lower, case.upper, root.root, points)
         total: dict = {"branches": 0}

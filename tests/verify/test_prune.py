@@ -13,7 +13,8 @@ from glsverify.verify.deadline import Deadline
 from glsverify.verify.input_split import relu_inputs
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.prune import prune_inactive
-from glsverify.verify.relu_split import ReluSplitOptions, _root_intervals, relu_split
+from glsverify.verify.relu_root import root_intervals
+from glsverify.verify.relu_split import ReluSplitOptions, relu_split
 from glsverify.verify.witness import WitnessChecker
 from tests.verify.nets import random_mlp, threshold_property, write_network
 
@@ -39,7 +40,7 @@ def _case(graph: Graph, seed: int = 0, radius: float = 0.05) -> tuple[Graph, Cas
     prop = threshold_property(graph, centre - radius, centre + radius, np.array([1.0, -1.0, 0.0]), 0.0, seed)
     case = CaseProblem.from_case(0, prop.cases[0], net)
     points = relu_inputs(net)
-    return net, case, _root_intervals(net, case, points, ReluSplitOptions(), Deadline(None))
+    return net, case, root_intervals(net, case, points, ReluSplitOptions(), Deadline(None))
 
 
 def _samples(case: CaseProblem, n: int = 2000, seed: int = 1) -> torch.Tensor:
@@ -108,7 +109,7 @@ def test_the_search_answers_as_without_pruning(tmp_path, shift):
     net = graph.to(dtype=torch.float64)
     case, checker = CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
     points = relu_inputs(net)
-    pruned, _ = prune_inactive(net, _root_intervals(net, case, points, ReluSplitOptions(), Deadline(None)), points)
+    pruned, _ = prune_inactive(net, root_intervals(net, case, points, ReluSplitOptions(), Deadline(None)), points)
     assert sum(pruned.nodes[k].size for k in points) < 96  # the search runs on a smaller network
     outcomes = [relu_split(net, case, checker, Deadline(60), ReluSplitOptions(prune=prune)) for prune in (True, False)]
     assert outcomes[0].result == outcomes[1].result == ("unsat" if shift < 0 else "sat")

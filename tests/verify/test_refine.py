@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from glsverify.verify import refine as RF
+from glsverify.verify import relu_root as RR
 from glsverify.verify import relu_split as RS
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.input_split import relu_inputs
@@ -24,7 +25,7 @@ def _root_intervals(seed: int, normalise: bool = False):
     case = CaseProblem(0, lower, upper, torch.eye(3, dtype=torch.float64)[:1], torch.zeros(1, dtype=torch.float64),
                        torch.zeros(1, dtype=torch.long), 1)
     points = relu_inputs(net)
-    root, _, _ = RS._root(net, case, points, RS.ReluSplitOptions(), Deadline(None))
+    root, _, _ = RR.root_branch(net, case, points, RS.ReluSplitOptions(), Deadline(None))
     assert root is not None
     return net, lower, upper, points, root.root
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from glsverify.verify import relu_root as RR
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.input_split import relu_inputs
 from glsverify.verify.problem import CaseProblem
@@ -37,7 +38,7 @@ def test_children_intervals_are_the_roots_clamped_by_their_splits(tmp_path):
 
     net, case, _ = _hard_case(tmp_path)
     points = relu_inputs(net)
-    root, narrowed, _ = RS._root(net, case, points, ReluSplitOptions(), Deadline(None))
+    root, narrowed, _ = RR.root_branch(net, case, points, ReluSplitOptions(), Deadline(None))
     widths = [root.splits[k].shape[1] for k in points]
     offsets = torch.tensor([0] + widths).cumsum(0)
     lo, hi = root.root[points[0]]
@@ -64,7 +65,7 @@ def test_rebounding_branches_answers_like_the_roots_intervals(tmp_path, normalis
     net = graph.to(dtype=torch.float64)
     case, checker = CaseProblem.from_case(0, prop.cases[0], net), WitnessChecker(runner, prop)
     points = relu_inputs(net)
-    root, _, _ = RS._root(net, case, points, ReluSplitOptions(), Deadline(None))
+    root, _, _ = RR.root_branch(net, case, points, ReluSplitOptions(), Deadline(None))
     assert RS._rebound_pays(root, points, case)  # 8 first-layer neurons, 64 inputs: rebounding is on
     with_rebound = relu_split(net, case, checker, Deadline(60))
     without = relu_split(net, case, checker, Deadline(60), ReluSplitOptions(rebound=False))
@@ -78,7 +79,7 @@ def test_a_child_inherits_its_parents_own_intervals_clamped_by_its_split(tmp_pat
 
     net, case, _ = _hard_case(tmp_path)
     points = relu_inputs(net)
-    root, _, _ = RS._root(net, case, points, ReluSplitOptions(), Deadline(None))
+    root, _, _ = RR.root_branch(net, case, points, ReluSplitOptions(), Deadline(None))
     assert root.own is not None
     shrunk = {k: (lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo)) for k, (lo, hi) in root.own.items()}
     parent = RS.Branches(root.splits, root.alpha, root.beta, root.root, shrunk)
