@@ -47,7 +47,7 @@ from glsverify.verify.branches import Branches
 from glsverify.verify.deadline import Deadline
 from glsverify.verify.falsify import confirm_candidates, lowest_corner
 from glsverify.verify.input_split import SearchOutcome, relu_inputs
-from glsverify.verify.milp import MilpEncoding, MilpOptions, prove_polytopes
+from glsverify.verify.milp import MilpEncoding, MilpOptions, prove_polytopes, stage_binaries
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.rebound import rebound
 from glsverify.verify.refine import RefineOptions, refine_intervals
@@ -133,8 +133,9 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     if refined is not None and options.milp is not None and options.per_polytope:
         encoding = MilpEncoding.build(graph, case.lower, case.upper, root.root, points)
         if encoding is not None:
-            total["milp_binaries"] = encoding.n_binaries
-        if encoding is not None and encoding.n_binaries <= options.milp.max_binaries:
+            total["milp_binaries"] = stage_binaries(encoding, [only_polytope(case, root, p)[0] for p in order],
+                                                    options.milp)
+        if encoding is not None and total["milp_binaries"] <= options.milp.max_binaries:
             order, found = _milp_passes(graph, case, root, order, points, checker, deadline, options, encoding, total)
             if found is not None:
                 return found

@@ -83,7 +83,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_process_that_cannot_start_leaves_the_solve_to_this_process(tmp_path, monkeypatch):
-    from glsverify.verify import milp as M
+    from glsverify.verify import milp_encoding as M
 
     def refuse(*args, **kwargs):
         raise OSError("no processes left")

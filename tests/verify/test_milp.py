@@ -9,14 +9,17 @@ import time
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from glsverify import graph as G
 from glsverify.bounds.interface import compute_bounds
 from glsverify.graph import Graph, Node
 from glsverify.verify.deadline import Deadline
+from glsverify.verify.highs_worker import relaxed_binaries, solve_arrays
 from glsverify.verify.input_split import relu_inputs
-from glsverify.verify.milp import MilpEncoding, MilpOptions, MilpOutcome, ThreadSolve, affine_chain, prove_polytopes
+from glsverify.verify.milp import (MilpEncoding, MilpOptions, MilpOutcome, ThreadSolve, affine_chain,
+                                  prove_polytopes, stage_binaries)
 from glsverify.spec.property import Case, InputBox, OutputPolytope, Property
 from glsverify.verify.problem import CaseProblem
 from glsverify.verify.witness import WitnessChecker
@@ -136,6 +139,65 @@ def test_the_disjunction_is_empty_exactly_when_every_polytope_is_and_its_point_l
         out = net.forward(torch.as_tensor(together.x).unsqueeze(0))[0]
     holds = (C @ out <= d + 1e-4 + 1e-5).numpy()
     assert holds[groups == 0].all() or holds[groups == 1].all()
+
+
+def _all_binaries(encoding: MilpEncoding) -> dict:
+    """The encoding's arrays with every binary kept (nothing relaxed)."""
+    return {**encoding.arrays(), "last_outputs": None}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_relaxing_the_last_layers_binaries_changes_no_answer_and_its_points_are_real(seed):
+    """Exactness of the relaxation: across thresholds from CROWN's bound (below the LP's) to the
+    sampled minimum, a solve with the last layer's binaries relaxed where its row allows answers as
+    the solve with every binary does, and each point it returns is a real input whose output meets
+    the row (a relaxation that let the last layer's outputs rise would return points that do not)."""
+    net, encoding, x, y = _setup(seed, widths=(12, 12))
+    for row in (torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.tensor([[-1.0, 1.0]], dtype=torch.float64)):
+        values = (y @ row.T).flatten()
+        rows = sp.csr_matrix(row.numpy()) @ encoding.output
+        assert 0 < len(relaxed_binaries(encoding.arrays(), rows)) < len(encoding.last_binaries)
+        with torch.no_grad():
+            crown = float(compute_bounds(net, torch.zeros(1, 3, dtype=torch.float64),
+                                         torch.ones(1, 3, dtype=torch.float64), row, method="crown",
+                                         want_upper=False).lower.flatten()[0])
+        low = float(values.min())
+        for threshold in np.linspace(crown, low, 8):
+            relaxed = solve_arrays(encoding.arrays(), row.numpy(), np.array([threshold]), 30, 0.0)
+            exact = solve_arrays(_all_binaries(encoding), row.numpy(), np.array([threshold]), 30, 0.0)
+            assert relaxed["status"] == exact["status"], threshold
+            if relaxed["status"] == "feasible":
+                with torch.no_grad():
+                    value = float(net.forward(torch.as_tensor(relaxed["x"]).unsqueeze(0)) @ row[0])
+                assert value <= threshold + 1e-5
+
+
+def test_a_row_relaxes_the_last_layers_binaries_whose_output_it_wants_smaller():
+    """A one-row polytope and its negation relax complementary binaries: those with a coefficient of
+    the right sign (ties both), and the count the search checks against ``max_binaries`` follows."""
+    net, encoding, x, y = _setup(0, widths=(12, 12))
+    row = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    coefficients = (sp.csr_matrix(row.numpy()) @ encoding.output)[:, encoding.last_outputs].toarray()[0]
+    plus = relaxed_binaries(encoding.arrays(), sp.csr_matrix(row.numpy()) @ encoding.output)
+    minus = relaxed_binaries(encoding.arrays(), sp.csr_matrix(-row.numpy()) @ encoding.output)
+    assert set(plus) == set(encoding.last_binaries[coefficients >= 0])
+    assert set(minus) == set(encoding.last_binaries[coefficients <= 0])
+    assert encoding.binaries_for(row) == encoding.n_binaries - len(plus)
+    two = torch.cat([row, -row])  # both rows: only a zero coefficient relaxes
+    assert encoding.binaries_for(two) == encoding.n_binaries - int((coefficients == 0).sum())
+
+
+def test_the_stage_counts_the_binaries_of_its_largest_milp():
+    """Alone, the most binaries any polytope keeps; as one disjunction, those its rows keep together
+    (here ``y0 <= y1`` and ``y1 <= y0``: opposite rows, so together they relax none)."""
+    net, encoding, x, y = _setup(0, widths=(12, 12))
+    rows = [torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.tensor([[-1.0, 1.0]], dtype=torch.float64)]
+    cases = [CaseProblem(0, torch.zeros(3), torch.ones(3), row, torch.zeros(1, dtype=torch.float64),
+                         torch.zeros(1, dtype=torch.long), 1) for row in rows]
+    alone = [encoding.binaries_for(case.C) for case in cases]
+    assert stage_binaries(encoding, cases, MilpOptions(disjunction_binaries=None)) == max(alone) < encoding.n_binaries
+    together = stage_binaries(encoding, cases, MilpOptions(disjunction_binaries=encoding.n_binaries))
+    assert together == encoding.binaries_for(torch.cat(rows)) == encoding.n_binaries
 
 
 def test_a_worker_process_solves_the_disjunction_as_this_process_does(tmp_path):
