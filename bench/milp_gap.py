@@ -10,7 +10,9 @@ above 1 means no schedule of these solves fits the timeout: the encoding (the re
 get tighter, or the solves do less work. The disjunction (``groups`` in
 :func:`glsverify.verify.highs_worker.solve_arrays`) is one MILP that proves every polytope at once; it
 runs once per seed, ``--workers`` seeds side by side (a race of seeds costs the fastest), capped at
-``--disjunction-cap`` seconds.
+``--disjunction-cap`` seconds. Each solve alone relaxes the last layer's binaries its row leaves exact
+(:func:`glsverify.verify.highs_worker.relaxed_binaries`); the same polytopes are also solved alone with
+every binary on the same encoding, the baseline of that relaxation (their summed seconds over ours).
 Writes bench/results/milp_gap.{json,md}.
 
     PYTHONPATH=. python bench/milp_gap.py [--workers 2] [--cap 100] [--disjunction-cap 250] [--instances 256x6:prop_11_0.05 ...] [--append]
