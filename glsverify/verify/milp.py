@@ -111,7 +111,7 @@ def prove_polytopes(encoding: MilpEncoding, graph: Graph, cases: list[CaseProble
     prop_6_0.03 gives HiGHS 9 polytopes of 15-54 s each. Why races: HiGHS's time on one polytope
     varies with its seed, on one polytope from 51 to 169 s (:mod:`glsverify.verify.highs_worker`), and at the end of the
     stage fewer cases than cores are left."""
-    if _as_disjunction(encoding, cases, options):
+    if _as_disjunction(encoding, len(cases), options):
         total["milp_disjunction"] = len(cases)
         still, found = prove_polytopes(encoding, graph, [CaseProblem.joined(cases)], checker, deadline,
                                        replace(options, disjunction_binaries=None), total)
@@ -131,18 +131,19 @@ def prove_polytopes(encoding: MilpEncoding, graph: Graph, cases: list[CaseProble
     return sorted(stage.still), None
 
 
-def stage_binaries(encoding: MilpEncoding, cases: list[CaseProblem], options: MilpOptions) -> int:
-    """The binaries of the stage's largest MILP over ``cases`` (what ``options.max_binaries`` caps):
-    their disjunction's when they go as one, else the most any case keeps alone (each solve relaxes
-    the last layer's binaries its rows leave exact: 256x4 prop_9_0.05 keeps 118-124 of 139)."""
-    if _as_disjunction(encoding, cases, options):
-        return encoding.binaries_for(torch.cat([case.C for case in cases]))
-    return max((encoding.binaries_for(case.C) for case in cases), default=0)
+def stage_binaries(encoding: MilpEncoding, rows: list[torch.Tensor], options: MilpOptions) -> int:
+    """The binaries of the stage's largest MILP over polytopes with these ``C`` rows (what
+    ``options.max_binaries`` caps): their disjunction's when they go as one, else the most any keeps
+    alone (each solve relaxes the last layer's binaries its rows leave exact: 256x4 prop_9_0.05 keeps
+    118-124 of 139)."""
+    if _as_disjunction(encoding, len(rows), options):
+        return encoding.binaries_for(torch.cat(rows))
+    return max((encoding.binaries_for(C) for C in rows), default=0)
 
 
-def _as_disjunction(encoding: MilpEncoding, cases: list[CaseProblem], options: MilpOptions) -> bool:
-    """Whether the cases go to HiGHS as one disjunction (see ``MilpOptions.disjunction_binaries``)."""
-    return options.disjunction_binaries is not None and len(cases) > 1 and \
+def _as_disjunction(encoding: MilpEncoding, n_cases: int, options: MilpOptions) -> bool:
+    """Whether ``n_cases`` cases go to HiGHS as one disjunction (see ``MilpOptions.disjunction_binaries``)."""
+    return options.disjunction_binaries is not None and n_cases > 1 and \
         encoding.n_binaries >= options.disjunction_binaries
 
 

@@ -60,7 +60,8 @@ def root_intervals(graph: Graph, case: CaseProblem, points: list[int], options: 
 
 def pruned(graph: Graph, intervals: Intervals, points: list[int], options: ReluSplitOptions) -> tuple[Graph, Intervals]:
     """The graph and intervals without the neurons inactive on the box, when ``options.prune``."""
-    return prune_inactive(graph, intervals, points) if options.prune else (graph, intervals)
+    prune = pruner(points, options)
+    return (graph, intervals) if prune is None else prune(graph, intervals)
 
 
 def pruner(points: list[int], options: ReluSplitOptions):
@@ -96,10 +97,7 @@ def proves_all(case: CaseProblem, points: list[int], options: ReluSplitOptions, 
     """Whether alpha-CROWN over given intervals of a graph proves every polytope of ``case`` (the
     refinement's early stop)."""
 
-    def proves(graph: Graph, intervals) -> bool:
-        splits = {k: torch.zeros_like(intervals[k][0], dtype=torch.int8) for k in points}
-        result = alpha_beta_bounds(graph, case.lower, case.upper, case.C, intervals, splits,
-                                   iterations=options.root_iterations, expired=deadline.expired)
-        return bool(case.proved(result.lower)[0].all())
+    def proves(graph: Graph, intervals: Intervals) -> bool:
+        return root_branch(graph, case, points, options, deadline, intervals)[0] is None
 
     return proves

@@ -133,8 +133,7 @@ def relu_split(graph: Graph, case: CaseProblem, checker: WitnessChecker, deadlin
     if refined is not None and options.milp is not None and options.per_polytope:
         encoding = MilpEncoding.build(graph, case.lower, case.upper, root.root, points)
         if encoding is not None:
-            total["milp_binaries"] = stage_binaries(encoding, [only_polytope(case, root, p)[0] for p in order],
-                                                    options.milp)
+            total["milp_binaries"] = stage_binaries(encoding, [case.C[case.owner == p] for p in order], options.milp)
         if encoding is not None and total["milp_binaries"] <= options.milp.max_binaries:
             order, found = _milp_passes(graph, case, root, order, points, checker, deadline, options, encoding, total)
             if found is not None:

@@ -192,11 +192,9 @@ def test_the_stage_counts_the_binaries_of_its_largest_milp():
     (here ``y0 <= y1`` and ``y1 <= y0``: opposite rows, so together they relax none)."""
     net, encoding, x, y = _setup(0, widths=(12, 12))
     rows = [torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.tensor([[-1.0, 1.0]], dtype=torch.float64)]
-    cases = [CaseProblem(0, torch.zeros(3), torch.ones(3), row, torch.zeros(1, dtype=torch.float64),
-                         torch.zeros(1, dtype=torch.long), 1) for row in rows]
-    alone = [encoding.binaries_for(case.C) for case in cases]
-    assert stage_binaries(encoding, cases, MilpOptions(disjunction_binaries=None)) == max(alone) < encoding.n_binaries
-    together = stage_binaries(encoding, cases, MilpOptions(disjunction_binaries=encoding.n_binaries))
+    alone = [encoding.binaries_for(row) for row in rows]
+    assert stage_binaries(encoding, rows, MilpOptions(disjunction_binaries=None)) == max(alone) < encoding.n_binaries
+    together = stage_binaries(encoding, rows, MilpOptions(disjunction_binaries=encoding.n_binaries))
     assert together == encoding.binaries_for(torch.cat(rows)) == encoding.n_binaries
 
 
