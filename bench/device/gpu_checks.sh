@@ -13,7 +13,7 @@
 #   train     bench/train/mnist_gpu.py (MNIST CNN3, same wall-clock budget per method)
 #   verify    bench/verify_benchmarks.py --device cuda on the sanity and ACAS Xu folders
 #
-# Inputs: onnx2torch as a wheel in .whl/ (the machine has no registry), the shared data and benchmarks
+# Inputs: onnx2torch and highspy (cp312) as wheels in .whl/ (the machine has no registry), the shared data and benchmarks
 # copied to .devdata/shared (GLSVERIFY_SHARED). Outputs: $OUT/<stage>.log for every stage and
 # $OUT/results.tgz (every results file, re-packed after each stage, so a run stopped at its limit still
 # returns what finished). The device tool returns at most 8 files: name at most 6 stages per call.

@@ -1,6 +1,7 @@
 """One HiGHS solve of an open polytope, in a process of its own that can be stopped.
 
-Why a process: scipy's ``milp`` cannot be interrupted, so a solve in a thread runs to its time limit
+Why a process: a HiGHS solve in a thread cannot be stopped from outside (highspy's ``cancelSolve``
+needs its callbacks, which print HiGHS's banner on stdout), so it runs to its time limit
 even when its answer is no longer needed (another solve proved the polytope, or found a counterexample
 and the verifier has answered). HiGHS's time on one polytope also depends heavily on its random seed:
 the ninth polytope of mnist 256x4 prop_9_0.05 needed 111 s with seed 0, 169 s with seed 1 and 51 s
@@ -8,7 +9,7 @@ with seed 2 on one run's encoding, and 95-136 s over seeds 0-3 on another's
 (bench/results/milp_race.md). Solves that can be stopped let idle cores race seeds on the polytopes
 still open and stop the losers (:func:`glsverify.verify.milp.prove_polytopes`).
 
-This module imports numpy, scipy and the standard library only (no torch), so a worker starts in
+This module imports numpy, scipy.sparse, highspy and the standard library only (no torch), so a worker starts in
 about 0.5 s: ``python -m glsverify.verify.highs_worker BASE CASE OUT`` reads the encoding's arrays (``BASE``, shared
 by every solve of one MILP stage) and one polytope with its time limit and seed (``CASE``), and writes
 the outcome to ``OUT`` atomically (a half-written outcome is never read).
@@ -22,26 +23,50 @@ import pickle
 import signal
 import sys
 import time
-import warnings
+from dataclasses import dataclass
 
+import highspy
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, milp
+from highspy import _core
 
 from glsverify.io_utils import atomic_save
+
+
+@dataclass
+class MilpProblem:
+    """One MILP as HiGHS takes it: minimise ``objective . v`` subject to ``row_lower <= matrix v <=
+    row_upper``, ``lower <= v <= upper``, and ``v_j`` integral where ``integrality[j]`` is 1."""
+    objective: np.ndarray
+    matrix: sp.csr_matrix
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    integrality: np.ndarray
 
 
 def solve_arrays(base: dict, C: np.ndarray, d: np.ndarray, time_limit: float, margin: float,
                  seed: int = 0, groups: np.ndarray | None = None) -> dict:
     """Whether some input satisfies the encoding ``base`` and every row ``C y <= d`` (each widened by
     ``margin``). Returns ``{"status": "infeasible" | "feasible" | "unknown", "x": input or None,
-    "seconds": float}``; "infeasible" proves the polytope empty on the box. The objective, the first
-    row, steers HiGHS's cuts and pruning towards the proof.
+    "seconds": float}``; "infeasible" proves the polytope empty on the box. See :func:`milp_problem`
+    (``groups``: the disjunction of several polytopes)."""
+    started = time.perf_counter()
+    status, x = solve_problem(milp_problem(base, C, d, margin, groups), time_limit, seed)
+    inputs = None if x is None else np.asarray(x[: base["n_inputs"]])
+    return {"status": status, "x": inputs, "seconds": time.perf_counter() - started}
+
+
+def milp_problem(base: dict, C: np.ndarray, d: np.ndarray, margin: float,
+                 groups: np.ndarray | None = None) -> MilpProblem:
+    """The encoding ``base`` plus every row ``C y <= d`` (each widened by ``margin``), with the last
+    layer's binaries that the rows leave exact relaxed (:func:`relaxed_binaries`). The objective, the
+    first row, steers HiGHS's cuts and pruning towards the proof.
 
     ``groups`` (one polytope label per row; None: all rows one polytope) asks instead whether some
     input lies in *any* of the labelled polytopes: one MILP over their disjunction (:func:`_disjunction`),
     so "infeasible" proves all of them empty at once."""
-    started = time.perf_counter()
     rows = sp.csr_matrix(C) @ base["output"]
     relaxed = relaxed_binaries(base, rows)
     if len(relaxed):
@@ -49,33 +74,64 @@ def solve_arrays(base: dict, C: np.ndarray, d: np.ndarray, time_limit: float, ma
         integrality[relaxed] = 0
         base = {**base, "integrality": integrality}
     limit = d - C @ base["output_bias"] + margin
-    matrix, row_lower, row_upper = base["matrix"], base["row_lower"], base["row_upper"]
-    lower, upper, integrality = base["lower"], base["upper"], base["integrality"]
     if groups is not None and len(np.unique(groups)) > 1:
         matrix, row_lower, row_upper, lower, upper, integrality, objective = _disjunction(
             base, rows, limit, np.asarray(groups))
-    else:
-        matrix, row_lower, row_upper = (sp.vstack([matrix, rows]).tocsr(),
-                                        np.concatenate([row_lower, np.full(len(limit), -np.inf)]),
-                                        np.concatenate([row_upper, limit]))
-        objective = np.asarray(rows[0].todense()).reshape(-1)
-    constraints = LinearConstraint(matrix, row_lower, row_upper)
+        return MilpProblem(objective, matrix, row_lower, row_upper, lower, upper, integrality)
+    return MilpProblem(np.asarray(rows[0].todense()).reshape(-1), sp.vstack([base["matrix"], rows]).tocsr(),
+                       np.concatenate([base["row_lower"], np.full(len(limit), -np.inf)]),
+                       np.concatenate([base["row_upper"], limit]), base["lower"], base["upper"],
+                       base["integrality"])
+
+
+def solve_problem(problem: MilpProblem, time_limit: float, seed: int = 0) -> tuple[str, np.ndarray | None]:
+    """HiGHS (highspy, pinned in pyproject.toml) on ``problem``: ("infeasible", None) proves it has no
+    point; ("feasible", v) gives one; ("unknown", None) when the time ran out first. Why highspy and
+    not scipy's ``milp``: scipy 1.17 ships HiGHS 1.12, highspy 1.16. On the same captured polytopes,
+    two seeds each, side by side on one core each, 256x4 prop_6_0.03's 18 solves took 384.1 s against
+    414.5 s (1.08x) and prop_9_0.05's 187.6 s against 184.9 s (bench/results/highs_versions.md); end to
+    end prop_6_0.03 took 135.9 s against 161.3 s (single runs). A modest gain, and ``random_seed`` is
+    an option HiGHS checks here (scipy passed it on unchecked, with a warning)."""
+    # the public highspy.Highs() enables callbacks, which prints HiGHS's banner on stdout, where it
+    # would corrupt `certify --json`; the class it wraps does not
+    highs = _core._Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("time_limit", float(max(time_limit, 0.1)))
     # any feasible point answers the question, so a huge gap tolerance stops HiGHS at the first one
     # (on a test network: sat after 8.7-9.7 s instead of running to the 10 s limit); a proof of
     # infeasibility is unaffected, since no gap exists without a feasible point
-    options = {"time_limit": max(time_limit, 0.1), "disp": False, "mip_rel_gap": 1e9}
-    if seed:
-        options["random_seed"] = int(seed)  # passed on to HiGHS; scipy warns that it does not check it
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Unrecognized options detected")
-        result = milp(objective, integrality=integrality, bounds=Bounds(lower, upper), constraints=constraints,
-                      options=options)
-    seconds = time.perf_counter() - started
-    if result.status == 2:
-        return {"status": "infeasible", "x": None, "seconds": seconds}
-    if result.x is not None:
-        return {"status": "feasible", "x": np.asarray(result.x[: base["n_inputs"]]), "seconds": seconds}
-    return {"status": "unknown", "x": None, "seconds": seconds}
+    highs.setOptionValue("mip_rel_gap", 1e9)
+    highs.setOptionValue("random_seed", int(seed))
+    # one thread: by default HiGHS 1.16 keeps a second one partly busy (17.1 CPU-s in a 15 s solve), and
+    # with one worker per core (milp.prove_polytopes) that oversubscribed the cores: 256x4 prop_9_0.05
+    # took 128.8 and 135.9 s end to end, 109.3 s with one thread (scipy's HiGHS 1.12: 106.9-110.1 s)
+    highs.setOptionValue("threads", 1)
+    matrix = problem.matrix.tocsr()
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = matrix.shape[1], matrix.shape[0]
+    lp.col_cost_ = np.asarray(problem.objective, dtype=np.float64)
+    lp.col_lower_, lp.col_upper_ = _finite(problem.lower), _finite(problem.upper)
+    lp.row_lower_, lp.row_upper_ = _finite(problem.row_lower), _finite(problem.row_upper)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.num_row_, lp.a_matrix_.num_col_ = matrix.shape
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = matrix.indptr, matrix.indices, matrix.data
+    lp.integrality_ = [_INTEGER if flag else _CONTINUOUS for flag in problem.integrality]
+    highs.passModel(lp)
+    highs.run()
+    if highs.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+        return "infeasible", None
+    if highs.getInfo().primal_solution_status == int(highspy.SolutionStatus.kSolutionStatusFeasible):
+        return "feasible", np.asarray(highs.getSolution().col_value)
+    return "unknown", None
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """Infinite bounds as HiGHS's infinity (numpy's inf is larger than HiGHS's threshold anyway; this
+    keeps the arrays exactly what HiGHS documents)."""
+    return np.clip(np.asarray(values, dtype=np.float64), -highspy.kHighsInf, highspy.kHighsInf)
+
+
+_INTEGER, _CONTINUOUS = highspy.HighsVarType.kInteger, highspy.HighsVarType.kContinuous
 
 
 def relaxed_binaries(base: dict, rows: sp.csr_matrix) -> np.ndarray:

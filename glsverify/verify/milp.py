@@ -7,15 +7,16 @@ tighten far beyond any single-neuron relaxation: on that instance's first open p
 relaxation (the best alpha-CROWN can reach) bounds the row at -0.62 where a proof needs 0.041, and
 HiGHS's root cuts raise the bound to 0.068 in 6 s (the refinement's last tightening rounds are
 therefore left to HiGHS: ``RefineOptions.milp_binaries``). HiGHS's primal heuristics cost nothing
-measurable (112.6 s against 112.8 s with ``mip_heuristic_effort`` 0), so scipy's ``milp`` suffices. From
+measurable (112.6 s against 112.8 s with ``mip_heuristic_effort`` 0), so its defaults serve. From
 ``MilpOptions.disjunction_binaries`` up, the open polytopes are one MILP over their disjunction
 (:func:`glsverify.verify.highs_worker.solve_arrays`'s ``groups``). One worker process per
 torch thread solves that many polytopes side by side (:func:`prove_polytopes`): 256x4 prop_6_0.03's 9
-need 15-54 s each, 149 s on two cores (a timeout with one). Processes, not threads, because scipy's
-``milp`` cannot be interrupted: a process can be stopped when its answer is no longer needed, so idle
+need 15-54 s each, 149 s on two cores (a timeout with one). Processes, not threads, because a HiGHS
+solve cannot be interrupted from outside: a process can be stopped when its answer is no longer needed, so idle
 cores race other seeds on the polytopes still open (the ninth polytope above: 51-169 s by seed) and a
 counterexample ends every solve at once (:mod:`glsverify.verify.highs_worker`). alpha-beta-CROWN's
-MIP stage does this with Gurobi; HiGHS ships with scipy (pinned in pyproject.toml). The encoding
+MIP stage does this with Gurobi; ours runs HiGHS through highspy (pinned in pyproject.toml; faster
+than the HiGHS scipy ships: :func:`glsverify.verify.highs_worker.solve_problem`). The encoding
 and one solve live in :mod:`glsverify.verify.milp_encoding`; each solve keeps only the binaries its
 rows need: a last-layer neuron whose output no row wants larger is exact without one
 (:func:`glsverify.verify.highs_worker.relaxed_binaries`; 256x4 prop_9_0.05's nine polytopes alone

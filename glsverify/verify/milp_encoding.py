@@ -3,8 +3,8 @@ HiGHS solve of it (in this process, a thread, or a worker process that can be st
 
 The encoding is built once per MILP stage and shared by every polytope's solve
 (:mod:`glsverify.verify.milp` schedules the solves); see that module for why and for soundness. The
-solve itself lives in :mod:`glsverify.verify.highs_worker` (numpy and scipy only, so a worker starts
-fast).
+solve itself lives in :mod:`glsverify.verify.highs_worker` (numpy, scipy.sparse and highspy only, so a
+worker starts fast).
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ class ProcessSolve:
 
 
 class ThreadSolve:
-    """A solve in a thread of this process: scipy's HiGHS releases the GIL, but :meth:`cancel` cannot
+    """A solve in a thread of this process: HiGHS releases the GIL, but :meth:`cancel` cannot
     stop it (it runs on to its time limit)."""
 
     def __init__(self, solve: Callable[[], MilpOutcome]):

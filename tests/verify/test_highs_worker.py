@@ -106,8 +106,21 @@ def test_writers_of_one_path_at_once_each_succeed(tmp_path):
 
 
 def test_a_worker_imports_no_torch():
-    """Workers start in a fraction of a second because the module loads numpy and scipy, not torch."""
+    """Workers start in a fraction of a second because the module loads numpy, scipy.sparse and highspy, not torch."""
     code = "import sys, glsverify.verify.highs_worker; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert out.stdout.strip() == "False"
+
+
+def test_a_solve_in_this_process_prints_nothing():
+    """`certify --json` prints its answer on stdout, and solves may run in its process (threads): HiGHS's
+    banner or log there would corrupt the JSON. Both answers are reached, so both paths run."""
+    code = ("import numpy as np, scipy.sparse as sp; from glsverify.verify.highs_worker import MilpProblem, solve_problem; "
+            "box = lambda hi: MilpProblem(np.array([1.0, 1.0]), sp.csr_matrix(np.array([[1.0, 1.0]])), np.array([1.5]), "
+            "np.array([np.inf]), np.zeros(2), np.full(2, hi), np.array([1, 0])); "
+            "import sys; sys.stderr.write(solve_problem(box(0.5), 5)[0] + ' ' + solve_problem(box(1.0), 5)[0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert out.stderr.strip().splitlines()[-1] == "infeasible feasible"
+    assert out.stdout == ""
