@@ -75,9 +75,7 @@ def milp_problem(base: dict, C: np.ndarray, d: np.ndarray, margin: float,
         base = {**base, "integrality": integrality}
     limit = d - C @ base["output_bias"] + margin
     if groups is not None and len(np.unique(groups)) > 1:
-        matrix, row_lower, row_upper, lower, upper, integrality, objective = _disjunction(
-            base, rows, limit, np.asarray(groups))
-        return MilpProblem(objective, matrix, row_lower, row_upper, lower, upper, integrality)
+        return _disjunction(base, rows, limit, np.asarray(groups))
     return MilpProblem(np.asarray(rows[0].todense()).reshape(-1), sp.vstack([base["matrix"], rows]).tocsr(),
                        np.concatenate([base["row_lower"], np.full(len(limit), -np.inf)]),
                        np.concatenate([base["row_upper"], limit]), base["lower"], base["upper"],
@@ -110,8 +108,8 @@ def solve_problem(problem: MilpProblem, time_limit: float, seed: int = 0) -> tup
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = matrix.shape[1], matrix.shape[0]
     lp.col_cost_ = np.asarray(problem.objective, dtype=np.float64)
-    lp.col_lower_, lp.col_upper_ = _finite(problem.lower), _finite(problem.upper)
-    lp.row_lower_, lp.row_upper_ = _finite(problem.row_lower), _finite(problem.row_upper)
+    lp.col_lower_, lp.col_upper_ = problem.lower, problem.upper  # numpy's inf is HiGHS's infinity
+    lp.row_lower_, lp.row_upper_ = problem.row_lower, problem.row_upper
     lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
     lp.a_matrix_.num_row_, lp.a_matrix_.num_col_ = matrix.shape
     lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = matrix.indptr, matrix.indices, matrix.data
@@ -123,12 +121,6 @@ def solve_problem(problem: MilpProblem, time_limit: float, seed: int = 0) -> tup
     if highs.getInfo().primal_solution_status == int(highspy.SolutionStatus.kSolutionStatusFeasible):
         return "feasible", np.asarray(highs.getSolution().col_value)
     return "unknown", None
-
-
-def _finite(values: np.ndarray) -> np.ndarray:
-    """Infinite bounds as HiGHS's infinity (numpy's inf is larger than HiGHS's threshold anyway; this
-    keeps the arrays exactly what HiGHS documents)."""
-    return np.clip(np.asarray(values, dtype=np.float64), -highspy.kHighsInf, highspy.kHighsInf)
 
 
 _INTEGER, _CONTINUOUS = highspy.HighsVarType.kInteger, highspy.HighsVarType.kContinuous
@@ -151,7 +143,7 @@ def relaxed_binaries(base: dict, rows: sp.csr_matrix) -> np.ndarray:
     return np.asarray(base["last_binaries"])[(coefficients >= 0).all(axis=0)]
 
 
-def _disjunction(base: dict, rows: sp.csr_matrix, limit: np.ndarray, groups: np.ndarray) -> tuple:
+def _disjunction(base: dict, rows: sp.csr_matrix, limit: np.ndarray, groups: np.ndarray) -> MilpProblem:
     """The encoding plus "some polytope's rows all hold": one binary ``s_p`` per polytope, each row ``r``
     of polytope ``p`` as ``r . v <= limit_r + M_r (1 - s_p)``, and ``sum_p s_p >= 1``. ``M_r`` is the
     row's largest value over the variables' bounds (finite: box, ReLU outputs, binaries) past its limit,
@@ -175,7 +167,7 @@ def _disjunction(base: dict, rows: sp.csr_matrix, limit: np.ndarray, groups: np.
     lower, upper = np.concatenate([base["lower"], np.zeros(m)]), np.concatenate([base["upper"], np.ones(m)])
     integrality = np.concatenate([base["integrality"], np.ones(m)])
     objective = np.concatenate([np.zeros(n), -np.ones(m)])
-    return matrix, row_lower, row_upper, lower, upper, integrality, objective
+    return MilpProblem(objective, matrix, row_lower, row_upper, lower, upper, integrality)
 
 
 def save_pickle(path: str, value) -> None:

@@ -15,8 +15,9 @@ need 15-54 s each, 149 s on two cores (a timeout with one). Processes, not threa
 solve cannot be interrupted from outside: a process can be stopped when its answer is no longer needed, so idle
 cores race other seeds on the polytopes still open (the ninth polytope above: 51-169 s by seed) and a
 counterexample ends every solve at once (:mod:`glsverify.verify.highs_worker`). alpha-beta-CROWN's
-MIP stage does this with Gurobi; ours runs HiGHS through highspy (pinned in pyproject.toml; faster
-than the HiGHS scipy ships: :func:`glsverify.verify.highs_worker.solve_problem`). The encoding
+MIP stage does this with Gurobi; ours runs HiGHS 1.16 through highspy (pinned in pyproject.toml;
+against the 1.12 that scipy ships, 1.08x and 0.99x on two instances' polytopes:
+:func:`glsverify.verify.highs_worker.solve_problem`). The encoding
 and one solve live in :mod:`glsverify.verify.milp_encoding`; each solve keeps only the binaries its
 rows need: a last-layer neuron whose output no row wants larger is exact without one
 (:func:`glsverify.verify.highs_worker.relaxed_binaries`; 256x4 prop_9_0.05's nine polytopes alone
