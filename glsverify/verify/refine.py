@@ -54,7 +54,7 @@ class RefineOptions:
     min_seconds: float = 20.0  # refine only when at least this much time is left ...
     # ... and spend at most this share of it. mnist 256x6 prop_13_0.05 and prop_14_0.05 are proved at the
     # root once refined, but their refinement needs 150-215 s of the 300: with 0.5 (and 1000 branches a
-    # side) both timed out, with 0.8 (and 5000) they are proved in 225 and 161 s
+    # side) both timed out, with 0.8 (and 5000) they are proved in 188 and 159 s (bench/results/verify_cpu.md)
     share: float = 0.8
     # first search this long without refining (polytope by polytope): mnist 256x4 prop_3_0.05 took 2.0 s
     # with the refinement's stability proofs, 31 s once it tightened too
