@@ -85,6 +85,11 @@ class RefineOptions:
     # without them HiGHS proved all 9 polytopes in 180 s, 45 s earlier (over the tightened intervals
     # the ninth alone had needed 140-206 s)
     milp_binaries: int | None = None
+    # ... and then the last layer's stability proofs get at most this many branches a side (None:
+    # max_branches): the MILP does that layer's work. 256x6 prop_11_0.05 with 5000: 250.0 s, 261.6 s
+    # and a timeout in three runs (its last layer's proofs took 102-111 s); with 1000: 224.8 s (27.1 s),
+    # and prop_13_0.05 138.9 s (224.9 and 188.0 s before). Single runs
+    milp_branches: int | None = 1000
 
 
 @dataclass
@@ -142,8 +147,11 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
         # the sides of 0 that no input reached
         sides = [(j, +1, 0.0) for j, top in zip(unstable.tolist(), reached_max.tolist()) if top <= 0]
         sides += [(j, -1, 0.0) for j, bottom in zip(unstable.tolist(), reached_min.tolist()) if bottom >= 0]
+        branches = options.max_branches
+        if options.milp_branches is not None and _left_to_milp(out, points, position, options):
+            branches = options.milp_branches
         tried, proved = len(sides), len(_prove_sides(sub, box_lower, box_upper, out, k, earlier, sides, deadline,
-                                                     prove, options.max_branches))
+                                                     prove, branches))
         tightened, rounds = 0, []
         if options.tighten is not None and not _left_to_milp(out, points, position, options):
             rounds_deadline = deadline

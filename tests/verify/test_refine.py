@@ -309,6 +309,25 @@ def test_the_last_layers_rounds_are_left_to_the_milp_only_when_it_is_small_enoug
     assert len(report.layers) == len(points) - 1 and report.layers[-1]["tried"] > 0  # the last layer was refined
 
 
+@pytest.mark.parametrize("cap,last_branches", [(None, 400), (0, 400), (10_000, 50)])
+def test_the_last_layers_proofs_are_short_only_when_the_milp_follows(monkeypatch, cap, last_branches):
+    """The last layer's stability proofs get ``milp_branches`` instead of ``max_branches`` exactly when
+    its tightening rounds are left to the MILP (which does that layer's work); every other layer gets
+    ``max_branches``."""
+    net, lower, upper, points, intervals = _root_intervals(0)
+    budgets = {}
+    real = RF._prove_sides
+
+    def spy(sub, box_lower, box_upper, out, k, earlier, sides, deadline, prove, max_branches):
+        budgets.setdefault(k, max_branches)  # the stability proofs come before the layer's rounds
+        return real(sub, box_lower, box_upper, out, k, earlier, sides, deadline, prove, max_branches)
+
+    monkeypatch.setattr(RF, "_prove_sides", spy)
+    RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60), RS._bound_prover(RS.ReluSplitOptions()),
+                        RF.RefineOptions(max_branches=400, milp_binaries=cap, milp_branches=50, tighten=None))
+    assert budgets == {**{k: 400 for k in points[1:-1]}, points[-1]: last_branches}
+
+
 def test_relu_split_caps_the_last_layers_rounds_at_the_milps_binaries(monkeypatch, tmp_path):
     """The ReLU-split search hands the MILP's binary cap to the refinement (no cap without a MILP),
     and answers as before either way."""
