@@ -82,6 +82,9 @@ def milp_problem(base: dict, C: np.ndarray, d: np.ndarray, margin: float,
                        base["integrality"])
 
 
+_INTEGER, _CONTINUOUS = highspy.HighsVarType.kInteger, highspy.HighsVarType.kContinuous
+
+
 def solve_problem(problem: MilpProblem, time_limit: float, seed: int = 0) -> tuple[str, np.ndarray | None]:
     """HiGHS (highspy, pinned in pyproject.toml) on ``problem``: ("infeasible", None) proves it has no
     point; ("feasible", v) gives one; ("unknown", None) when the time ran out first. Why highspy and
@@ -121,9 +124,6 @@ def solve_problem(problem: MilpProblem, time_limit: float, seed: int = 0) -> tup
     if highs.getInfo().primal_solution_status == int(highspy.SolutionStatus.kSolutionStatusFeasible):
         return "feasible", np.asarray(highs.getSolution().col_value)
     return "unknown", None
-
-
-_INTEGER, _CONTINUOUS = highspy.HighsVarType.kInteger, highspy.HighsVarType.kContinuous
 
 
 def relaxed_binaries(base: dict, rows: sp.csr_matrix) -> np.ndarray:

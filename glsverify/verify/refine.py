@@ -54,7 +54,8 @@ class RefineOptions:
     min_seconds: float = 20.0  # refine only when at least this much time is left ...
     # ... and spend at most this share of it. mnist 256x6 prop_13_0.05 and prop_14_0.05 are proved at the
     # root once refined, but their refinement needs 150-215 s of the 300: with 0.5 (and 1000 branches a
-    # side) both timed out, with 0.8 (and 5000) they are proved in 188 and 159 s (bench/results/verify_cpu.md)
+    # side) both timed out, with 0.8 (and 5000) they are proved in 188 and 159 s (the whole run of
+    # a5b1314, bench/results/verify_cpu.md)
     share: float = 0.8
     # first search this long without refining (polytope by polytope): mnist 256x4 prop_3_0.05 took 2.0 s
     # with the refinement's stability proofs, 31 s once it tightened too
@@ -85,10 +86,11 @@ class RefineOptions:
     # without them HiGHS proved all 9 polytopes in 180 s, 45 s earlier (over the tightened intervals
     # the ninth alone had needed 140-206 s)
     milp_binaries: int | None = None
-    # ... and then the last layer's stability proofs get at most this many branches a side (None:
-    # max_branches): the MILP does that layer's work. 256x6 prop_11_0.05 with 5000: 250.0 s, 261.6 s
-    # and a timeout in three runs (its last layer's proofs took 102-111 s); with 1000: 224.8 s (27.1 s),
-    # and prop_13_0.05 138.9 s (224.9 and 188.0 s before). Single runs
+    # ... and the last layer's stability proofs get at most this many branches a side (None:
+    # max_branches) when the same test, counted before those proofs, already holds: the MILP does that
+    # layer's work. 256x6 prop_11_0.05 with 5000: 250.0 s, 261.6 s and a timeout in three runs (its last
+    # layer's proofs took 102-111 s); with 1000: 224.8 and 224.7 s (27.1 and 22.9 s), and prop_13_0.05
+    # 138.9 s (224.9 and 188.0 s before). Single runs
     milp_branches: int | None = 1000
 
 
@@ -147,7 +149,7 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
         # the sides of 0 that no input reached
         sides = [(j, +1, 0.0) for j, top in zip(unstable.tolist(), reached_max.tolist()) if top <= 0]
         sides += [(j, -1, 0.0) for j, bottom in zip(unstable.tolist(), reached_min.tolist()) if bottom >= 0]
-        branches = options.max_branches
+        branches = options.max_branches  # counted before the proofs; the rounds' test below, after them
         if options.milp_branches is not None and _left_to_milp(out, points, position, options):
             branches = options.milp_branches
         tried, proved = len(sides), len(_prove_sides(sub, box_lower, box_upper, out, k, earlier, sides, deadline,
