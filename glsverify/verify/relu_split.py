@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import torch
 
@@ -263,14 +264,15 @@ def _bound_prover(options: ReluSplitOptions):
     search_options = replace(options, per_polytope=False, refine=None)
 
     def prove(graph: Graph, case: CaseProblem, intervals, points: list[int], deadline: Deadline,
-              max_branches: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return _prove_each(graph, case, intervals, points, deadline, search_options, max_branches)
+              max_branches: int, probe: tuple[int, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return _prove_each(graph, case, intervals, points, deadline, search_options, max_branches, probe)
 
     return prove
 
 
 def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], deadline: Deadline,
-                options: ReluSplitOptions, max_branches: int) -> tuple[torch.Tensor, torch.Tensor]:
+                options: ReluSplitOptions, max_branches: int,
+                probe: tuple[int, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``[P]``: which one-row polytopes ``C z <= d`` of ``case`` a branch and bound proves empty, each
     within ``max_branches`` branches, and ``[P]`` a sound lower bound of each row's ``C z`` over the
     box (its threshold ``d`` where proved). Every branch works on one polytope (``Branches.target``)
@@ -280,7 +282,13 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
     of its branches is left open. A failed search still bounds its row: every input lies in one of
     its leaves, so the smallest bound of a leaf it gave up on (or of the leaf's parent, if it was never
     bounded) holds on the box; the refinement moves a neuron's bound that far when the step it
-    aimed for fails."""
+    aimed for fails.
+
+    ``probe = (branches, share)``: every polytope first gets at most ``branches`` (the branches of
+    those that reach it wait); the waiting ones go on to ``max_branches`` only if at least ``share``
+    of the polytopes not refuted were proved by then, and fail otherwise. A layer whose cheap proofs
+    mostly fail rarely gains from long ones: mnist 256x6 prop_5_0.05's fourth hidden layer proved 6
+    of 250 sides in 168 s, all within 17 branches, and prop_1_0.03's sixth proved 8 of 232 in 400 s."""
     n = case.n_polytopes
     device = case.C.device
     failed = torch.zeros(n, dtype=torch.bool, device=device)
@@ -303,9 +311,22 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
     def give_up(branches: Branches, index: torch.Tensor) -> None:
         floor.scatter_reduce_(0, branches.target[index], branches.bound[index], reduce="amin")
 
+    limit = max_branches if probe is None else min(probe[0], max_branches)
+    waiting: list[Branches] = []  # branches of polytopes past the probe's limit
     batch = options.batch
-    while stack and not deadline.expired():
+    while (stack or waiting) and not deadline.expired():
+        if not stack:  # the probe is over: every polytope left open has used its branches
+            stack, waiting = _after_probe(waiting, failed, probe[1], give_up)
+            limit = max_branches
+            continue
         branches = pop_batch(stack, batch, Branches.cat)
+        if limit < max_branches:
+            wait = used[branches.target] >= limit
+            if bool(wait.any()):
+                waiting.append(branches.take(torch.nonzero(wait).squeeze(1)))
+                branches = branches.take(torch.nonzero(~wait).squeeze(1))
+                if len(branches) == 0:
+                    continue
         used += torch.bincount(branches.target, minlength=n)
         failed |= used > max_branches
         dropped = failed[branches.target]
@@ -339,10 +360,26 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
                 give_up(children, torch.nonzero(~alive).squeeze(1))
                 stack.append(children.take(torch.nonzero(alive).squeeze(1)))
         batch = _adapt(batch, time.perf_counter() - started, options)
-    for left in stack:  # still open when time ran out
+    for left in stack + waiting:  # still open when time ran out
         failed[left.target] = True
         give_up(left, torch.arange(len(left), device=device))
     return ~failed, torch.where(failed, floor, case.d)  # floor starts at d, so it never exceeds it
+
+
+def _after_probe(waiting: list[Branches], failed: torch.Tensor, share: float,
+                 give_up: Callable[[Branches, torch.Tensor], None]) -> tuple[list[Branches], list[Branches]]:
+    """The stack and waiting list after a probe: the waiting branches go on when at least ``share`` of
+    the polytopes not refuted were proved (neither failed nor waiting), else their polytopes fail."""
+    open_ = torch.zeros_like(failed)
+    for part in waiting:
+        open_[part.target] = True
+    proved = int((~failed & ~open_).sum())
+    if proved >= share * (proved + int((open_ & ~failed).sum())):
+        return waiting, []
+    for part in waiting:
+        failed[part.target] = True
+        give_up(part, torch.arange(len(part), device=part.target.device))
+    return [], []
 
 
 def _bound(graph: Graph, case: CaseProblem, branches: Branches, options: ReluSplitOptions,

@@ -233,6 +233,67 @@ def test_a_side_search_that_runs_out_of_branches_reports_a_bound_short_of_its_th
         assert ok or bound < float(case.d[row])
 
 
+def _half_way_sides(seed: int):
+    """The last layer's sides half way from the root's bounds to the sampled extremes (none proved in
+    4 branches, nearly all in 400), their case, and what a search of them needs."""
+    net, lower, upper, points, intervals = _root_intervals(seed)
+    k, earlier = points[-1], points[:-1]
+    values = _values(net, lower, upper, points, seed)[k]
+    lo, hi = intervals[k]
+    unstable = torch.nonzero((lo[0] < 0) & (hi[0] > 0)).squeeze(1).tolist()
+    sides = [(j, 1, (float(values[:, j].max()) + float(hi[0, j])) / 2) for j in unstable]
+    sides += [(j, -1, (float(values[:, j].min()) + float(lo[0, j])) / 2) for j in unstable]
+    case = RF._side_case(lower, upper, lo.shape[1], sides)
+
+    def prove(max_branches: int, probe=None):
+        return RS._prove_each(RF.truncated(net, k), case, {p: intervals[p] for p in earlier}, earlier, Deadline(60),
+                              RS.ReluSplitOptions(per_polytope=False, refine=None), max_branches, probe)
+
+    return sides, case, values, prove
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_a_probe_whose_share_is_met_proves_what_the_full_budget_proves(seed):
+    """Sides that need more than the probe's branches go on to ``max_branches`` when the share is met
+    (a share of 0 always is), and prove what a search without the probe proves."""
+    _, _, _, prove = _half_way_sides(seed)
+    without, _ = prove(400)
+    assert int(prove(4)[0].sum()) < int(without.sum())  # the probe's branches alone are not enough
+    with_probe, _ = prove(400, (4, 0.0))
+    assert torch.equal(with_probe, without)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_a_probe_whose_share_is_not_met_fails_the_sides_left_and_still_bounds_them(seed):
+    """With a share no layer meets, every side left open after the probe's branches fails; each still
+    bounds its neuron short of its threshold, and every sample respects that bound."""
+    sides, case, values, prove = _half_way_sides(seed)
+    without, _ = prove(400)
+    proved, floor = prove(400, (4, 2.0))
+    assert int(proved.sum()) < int(without.sum())
+    for row, ((j, sense, _), ok, bound) in enumerate(zip(sides, proved.tolist(), floor.tolist())):
+        extreme = float(values[:, j].max()) if sense > 0 else -float(values[:, j].min())
+        assert extreme <= -bound + 1e-9  # sense * z_j <= -bound at every sample
+        assert ok or bound < float(case.d[row])
+
+
+def test_only_the_stability_proofs_get_the_probe(monkeypatch):
+    """The refinement hands its probe to each layer's stability proofs, and none to the tightening
+    rounds (whose budget is short already)."""
+    net, lower, upper, points, intervals = _root_intervals(0)
+    calls = []
+    real = RS._bound_prover(RS.ReluSplitOptions())
+
+    def spy(graph, case, given, earlier, deadline, max_branches, probe=None):
+        calls.append((max_branches, probe))
+        return real(graph, case, given, earlier, deadline, max_branches, probe)
+
+    RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60), spy,
+                        RF.RefineOptions(max_branches=400, tighten_branches=30, probe_branches=7, probe_share=0.3))
+    assert (400, (7, 0.3)) in calls and (30, None) in calls
+    assert all(probe == (7, 0.3) if branches == 400 else probe is None for branches, probe in calls)
+
+
 def test_refinement_stops_once_the_caller_has_enough():
     """``enough`` is asked after each layer that moved a bound (never after the last, whose result
     the caller checks itself); True stops the refinement there."""
@@ -277,7 +338,7 @@ def test_bounds_that_failed_sides_reach_are_kept_even_when_nothing_is_proved():
     intervals move to those bounds (less the proof margin), and the report says they moved."""
     net, lower, upper, points, intervals = _root_intervals(0)
 
-    def short_of_each(graph, case, given, earlier, deadline, max_branches):
+    def short_of_each(graph, case, given, earlier, deadline, max_branches, probe=None):
         return torch.zeros(case.n_polytopes, dtype=torch.bool), case.d - 1e-3
 
     tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(30), short_of_each,
@@ -318,9 +379,9 @@ def test_the_last_layers_proofs_are_short_only_when_the_milp_follows(monkeypatch
     budgets = {}
     real = RF._prove_sides
 
-    def spy(sub, box_lower, box_upper, out, k, earlier, sides, deadline, prove, max_branches):
+    def spy(sub, box_lower, box_upper, out, k, earlier, sides, deadline, prove, max_branches, probe=None):
         budgets.setdefault(k, max_branches)  # the stability proofs come before the layer's rounds
-        return real(sub, box_lower, box_upper, out, k, earlier, sides, deadline, prove, max_branches)
+        return real(sub, box_lower, box_upper, out, k, earlier, sides, deadline, prove, max_branches, probe)
 
     monkeypatch.setattr(RF, "_prove_sides", spy)
     RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60), RS._bound_prover(RS.ReluSplitOptions()),
