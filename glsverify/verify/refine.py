@@ -8,7 +8,8 @@ HiGHS (scipy) did not improve a single bound of that layer in 1 s per neuron (ov
 refined here, it does prove whole polytopes: :mod:`glsverify.verify.milp`). Instead, layer by
 layer, each unstable neuron whose attained range (PGD) stays on one side of 0 gets a ReLU-split
 search over the earlier layers (at most ``max_branches`` branches) that tries to prove it stays
-there; the searches of one layer share their bounding calls. Then each neuron still unstable gets
+there; the searches of one layer share their bounding calls, and each first gets a probe of
+``probe_branches`` (the long ones go on only where the probe proved enough sides). Then each neuron still unstable gets
 searches that move its bounds half way towards the values PGD attains (up to six rounds; a side
 that fails halves its step, and still moves its bound as far as its search got: the lowest bound
 among the leaves it gave up on; a layer's rounds stop when it has used its share of the time left,
