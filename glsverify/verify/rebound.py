@@ -26,10 +26,20 @@ from glsverify.verify.beta import alpha_beta_bounds
 
 Intervals = dict[int, tuple[torch.Tensor, torch.Tensor]]
 
-# the backward pass holds [branches, 2 x rows, width] coefficients: cap one call. 16 MiB chunks gave
-# 1.37x the branches per second of 64 MiB ones on mnist 256x4 prop_0_0.05 (cache-sized temporaries that
-# the allocator reuses instead of mapping fresh pages)
-CHUNK_BYTES = 16 << 20
+# the backward pass holds [branches, 2 x rows, width] coefficients: cap one call, sized by the widest
+# coefficients of the pass (the input's 784 on mnist: sizing by the layer's own width, 256 or fewer once
+# pruned, made the input coefficients 50 MB, and glibc maps and unmaps every block over 32 MiB afresh).
+# Temporaries the allocator reuses instead of mapping fresh pages: 16 MiB chunks by the layer's width
+# gave 1.37x the branches per second of 64 MiB ones on mnist 256x4 prop_0_0.05; 32 MiB by the widest,
+# replaying the stability proofs of 256x6 prop_14_0.05's fourth layer, 48.1 s against 61.1 s by the
+# layer's width (8 MiB: 59.0 s, 48 MiB: 48.2 s); bench/rebound_chunks.py
+CHUNK_BYTES = 32 << 20
+
+
+def chunk_rows(chunk_bytes: int, rows: int, layer_width: int, widest: int, element_size: int) -> int:
+    """Branches per call: ``rows`` bounded rows each, at most ``chunk_bytes`` of the widest coefficients
+    (``layer_width``: the bounded layer's, for comparison in bench/rebound_chunks.py)."""
+    return max(1, chunk_bytes // (rows * widest * element_size))
 
 
 def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, intervals: Intervals,
@@ -62,11 +72,13 @@ def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, inte
             continue
         lo, hi = lo.clone(), hi.clone()
         earlier = points[:position]
+        # the widest coefficients of the backward pass: this layer's, an earlier one's or the input's
+        widest = max([box_lower.numel()] + [out[j][0].shape[1] for j in points[:position + 1]])
         order = torch.argsort(counts, descending=True)  # branches with similar counts share a padded chunk
         begin = 0
         while begin < q and int(counts[order[begin]]) > 0 and not (expired is not None and expired()):
             width = int(counts[order[begin]])
-            size = max(1, chunk_bytes // (2 * width * lo.shape[1] * lo.element_size()))
+            size = chunk_rows(chunk_bytes, 2 * width, lo.shape[1], widest, lo.element_size())
             part = order[begin:begin + size]
             part = part[counts[part] * 4 > width * 3]  # padding wastes at most a quarter of a chunk
             begin += len(part)

@@ -131,3 +131,14 @@ def test_skipping_the_layer_after_the_split_would_lose_tightness():
             points, (full, _), (skipped, _) = found
             looser += int((skipped[points[1]][1] > full[points[1]][1] + 1e-9).sum())
     assert looser > 0
+
+
+@given(rows=st.integers(1, 600), layer_width=st.integers(1, 300), extra=st.integers(0, 800),
+       element_size=st.sampled_from([4, 8]))
+def test_a_chunk_keeps_the_widest_coefficients_within_its_bytes(rows, layer_width, extra, element_size):
+    """The branches of one call hold at most ``CHUNK_BYTES`` of the backward pass's widest coefficients
+    (the input's, wider than the layer's own on mnist), unless one branch alone is more."""
+    widest = layer_width + extra
+    count = RB.chunk_rows(RB.CHUNK_BYTES, rows, layer_width, widest, element_size)
+    assert count >= 1
+    assert count == 1 or count * rows * widest * element_size <= RB.CHUNK_BYTES
