@@ -39,9 +39,9 @@ INSTANCES = (("mnist-net_256x6.onnx", "prop_14_0.05.vnnlib"), ("mnist-net_256x4.
 REAL_ROWS = RB.chunk_rows
 
 
-def by_layer(chunk_bytes: int, rows: int, layer_width: int, widest: int, element_size: int) -> int:
-    """The sizing before: the bounded layer's width, as if it were the widest."""
-    return REAL_ROWS(chunk_bytes, rows, layer_width, layer_width, element_size)
+def by_layer(chunk_bytes: int, rows: int, widths: list[int], element_size: int) -> int:
+    """The sizing before: the bounded layer's width (the last), as if it were the widest."""
+    return REAL_ROWS(chunk_bytes, rows, widths[-1:], element_size)
 
 
 VARIANTS = {"16 MiB by the layer's width (before)": (16 << 20, by_layer),

@@ -36,10 +36,10 @@ Intervals = dict[int, tuple[torch.Tensor, torch.Tensor]]
 CHUNK_BYTES = 32 << 20
 
 
-def chunk_rows(chunk_bytes: int, rows: int, layer_width: int, widest: int, element_size: int) -> int:
-    """Branches per call: ``rows`` bounded rows each, at most ``chunk_bytes`` of the widest coefficients
-    (``layer_width``: the bounded layer's, for comparison in bench/rebound_chunks.py)."""
-    return max(1, chunk_bytes // (rows * widest * element_size))
+def chunk_rows(chunk_bytes: int, rows: int, widths: list[int], element_size: int) -> int:
+    """Branches per call: ``rows`` bounded rows each, at most ``chunk_bytes`` of the widest coefficients;
+    ``widths``: those of the backward pass, from the input's to the bounded layer's."""
+    return max(1, chunk_bytes // (rows * max(widths) * element_size))
 
 
 def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, intervals: Intervals,
@@ -72,13 +72,12 @@ def rebound(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Tensor, inte
             continue
         lo, hi = lo.clone(), hi.clone()
         earlier = points[:position]
-        # the widest coefficients of the backward pass: this layer's, an earlier one's or the input's
-        widest = max([box_lower.numel()] + [out[j][0].shape[1] for j in points[:position + 1]])
+        widths = [box_lower.numel()] + [out[j][0].shape[1] for j in points[:position + 1]]  # of the backward pass
         order = torch.argsort(counts, descending=True)  # branches with similar counts share a padded chunk
         begin = 0
         while begin < q and int(counts[order[begin]]) > 0 and not (expired is not None and expired()):
             width = int(counts[order[begin]])
-            size = chunk_rows(chunk_bytes, 2 * width, lo.shape[1], widest, lo.element_size())
+            size = chunk_rows(chunk_bytes, 2 * width, widths, lo.element_size())
             part = order[begin:begin + size]
             part = part[counts[part] * 4 > width * 3]  # padding wastes at most a quarter of a chunk
             begin += len(part)

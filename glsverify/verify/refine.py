@@ -144,6 +144,7 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
     generator = generator or torch.Generator().manual_seed(0)
     out = {k: (lo.clone(), hi.clone()) for k, (lo, hi) in intervals.items()}
     report = RefineReport()
+    probe = None if options.probe_branches is None else (options.probe_branches, options.probe_share)
     for position in range(1, len(points)):
         if prune is not None:
             graph, out = prune(graph, out)
@@ -164,7 +165,6 @@ def refine_intervals(graph: Graph, box_lower: torch.Tensor, box_upper: torch.Ten
         branches = options.max_branches  # counted before the proofs; the rounds' test below, after them
         if options.milp_branches is not None and _left_to_milp(out, points, position, options):
             branches = options.milp_branches
-        probe = None if options.probe_branches is None else (options.probe_branches, options.probe_share)
         tried, proved = len(sides), len(_prove_sides(sub, box_lower, box_upper, out, k, earlier, sides, deadline,
                                                      prove, branches, probe))
         tightened, rounds = 0, []

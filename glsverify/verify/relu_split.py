@@ -318,8 +318,7 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
     batch = options.batch
     while (stack or waiting) and not deadline.expired():
         if not stack:  # the probe is over: every polytope left open has used its branches
-            stack, waiting = _after_probe(waiting, failed, probe[1], give_up)
-            limit = max_branches
+            stack, waiting, limit = _after_probe(waiting, failed, probe[1], give_up), [], max_branches
             continue
         branches = pop_batch(stack, batch, Branches.cat)
         if limit < max_branches:
@@ -369,19 +368,19 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
 
 
 def _after_probe(waiting: list[Branches], failed: torch.Tensor, share: float,
-                 give_up: Callable[[Branches, torch.Tensor], None]) -> tuple[list[Branches], list[Branches]]:
-    """The stack and waiting list after a probe: the waiting branches go on when at least ``share`` of
-    the polytopes not refuted were proved (neither failed nor waiting), else their polytopes fail."""
+                 give_up: Callable[[Branches, torch.Tensor], None]) -> list[Branches]:
+    """The stack after a probe: the waiting branches, when at least ``share`` of the polytopes not
+    refuted were proved (neither failed nor waiting); else none, and their polytopes fail."""
     open_ = torch.zeros_like(failed)
     for part in waiting:
         open_[part.target] = True
     proved = int((~failed & ~open_).sum())
     if proved >= share * (proved + int((open_ & ~failed).sum())):
-        return waiting, []
+        return waiting
     for part in waiting:
         failed[part.target] = True
         give_up(part, torch.arange(len(part), device=part.target.device))
-    return [], []
+    return []
 
 
 def _bound(graph: Graph, case: CaseProblem, branches: Branches, options: ReluSplitOptions,

@@ -139,6 +139,6 @@ def test_a_chunk_keeps_the_widest_coefficients_within_its_bytes(rows, layer_widt
     """The branches of one call hold at most ``CHUNK_BYTES`` of the backward pass's widest coefficients
     (the input's, wider than the layer's own on mnist), unless one branch alone is more."""
     widest = layer_width + extra
-    count = RB.chunk_rows(RB.CHUNK_BYTES, rows, layer_width, widest, element_size)
+    count = RB.chunk_rows(RB.CHUNK_BYTES, rows, [widest, layer_width], element_size)
     assert count >= 1
     assert count == 1 or count * rows * widest * element_size <= RB.CHUNK_BYTES
