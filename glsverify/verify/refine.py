@@ -78,6 +78,18 @@ class RefineOptions:
     # prop_13_0.05 140.2 s, prop_14_0.05 188.9 s (224.7, 138.9 and 196.4 s without)
     probe_branches: int | None = 1000
     probe_share: float = 0.25
+    # re-bound each branch's intermediate intervals in the stability proofs and tightening rounds (and
+    # then weight earlier layers' branching scores as the main search does). Off: each branch keeps its
+    # parent's intervals clamped by its splits (beta-CROWN's multipliers carry the splits) and splits by
+    # plain BaBSR scores. Replaying captured stability proofs (mnist 256x6, single runs): prop_1_0.03's
+    # fifth hidden layer 237 of 237 sides proved in 3.3 s against 195 in 60 s with re-bounding;
+    # prop_12_0.05's fourth 202 of 218 in 11.6 s (163 in 152 s) and its fifth 57 of 255 in 28.2 s (none
+    # in 150 s). Re-bounding with unweighted scores: 237 in 4.8 s, 202 in 33.7 s, none in 150 s; the
+    # weighting, not the re-bounding, was what held the proofs back, and re-bounding costs most of a branch.
+    # End to end (single runs, 2 threads): prop_1_0.03 unsat in 31.7 s (a timeout before), prop_13_0.05
+    # 44.7 s (107.7), prop_14_0.05 38.7 s, prop_11_0.05 31.1 s (207.5); 256x4 prop_9_0.05 68.7 s (92.7),
+    # prop_6_0.03 72.6 s (96.9)
+    rebound: bool = False
     restarts: int = 8  # PGD starts per neuron and side (to skip sides that inputs reach)
     steps: int = 20
     alpha_iterations: int = 20  # alpha-CROWN re-bounding of later layers after a layer's proofs

@@ -261,7 +261,8 @@ def _rebound_pays(root: Branches, points: list[int], case: CaseProblem) -> bool:
 def _bound_prover(options: ReluSplitOptions):
     """The refinement's prover (verify/refine.py): this module's branch and bound on a truncated graph,
     from intervals given for its ReLU inputs, proving each one-row polytope of a case empty on its own."""
-    search_options = replace(options, per_polytope=False, refine=None)
+    search_options = replace(options, per_polytope=False, refine=None,
+                             rebound=options.rebound and (options.refine is None or options.refine.rebound))
 
     def prove(graph: Graph, case: CaseProblem, intervals, points: list[int], deadline: Deadline,
               max_branches: int, probe: tuple[int, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -336,9 +337,10 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
         if len(branches) == 0:
             continue
         started = time.perf_counter()
-        branches = _rebounded(graph, case, branches, points, options, deadline)  # infeasible leaves: none to give up
-        if len(branches) == 0:
-            continue
+        if options.rebound:
+            branches = _rebounded(graph, case, branches, points, options, deadline)  # infeasible leaves: none to give up
+            if len(branches) == 0:
+                continue
         rows = case.C[branches.target].unsqueeze(1)  # [Q, 1, n_out]: each branch's own row
         result = alpha_beta_bounds(graph, case.lower, case.upper, rows, branches.intervals(), branches.splits,
                                    branches.alpha, branches.beta, iterations=options.iterations,

@@ -45,11 +45,13 @@ def _prove(max_branches: int = 400) -> RF.RefineOptions:
     return RF.RefineOptions(max_branches=max_branches)
 
 
+@pytest.mark.parametrize("rebound", [False, True])
 @pytest.mark.parametrize("seed,normalise", [(0, False), (1, False), (3, True), (7, False)])
-def test_refined_intervals_hold_every_sampled_value_and_only_shrink(seed, normalise):
+def test_refined_intervals_hold_every_sampled_value_and_only_shrink(seed, normalise, rebound):
     net, lower, upper, points, intervals = _root_intervals(seed, normalise)
+    options = RF.RefineOptions(max_branches=400, rebound=rebound)
     tight, report = RF.refine_intervals(net, lower, upper, intervals, points, Deadline(60),
-                                        RS._bound_prover(RS.ReluSplitOptions()), _prove())
+                                        RS._bound_prover(RS.ReluSplitOptions(refine=options)), options)
     assert report.proved > 0 and report.moved  # something was refined, so the containment below is tested
     values = _values(net, lower, upper, points, seed)
     for k in points:
@@ -186,8 +188,9 @@ def test_tightening_narrows_neurons_that_stay_unstable_and_keeps_every_value():
     assert narrower > 0
 
 
+@pytest.mark.parametrize("rebound", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 7])
-def test_a_failed_side_search_still_bounds_its_neuron_soundly(seed):
+def test_a_failed_side_search_still_bounds_its_neuron_soundly(seed, rebound):
     """Sides aimed inside the sampled ranges cannot be proved (inputs reach past them), yet each search
     returns a bound of its row: it must hold at every sample, and some must be tighter than the
     root's interval (else the bound is not tested)."""
@@ -200,7 +203,7 @@ def test_a_failed_side_search_still_bounds_its_neuron_soundly(seed):
     sides = [(j, sense, t) for j, t in zip(unstable, middle) for sense in (1, -1)]  # inputs reach both
     case = RF._side_case(lower, upper, lo.shape[1], sides)
     proved, floor = RS._prove_each(RF.truncated(net, k), case, {p: intervals[p] for p in earlier}, earlier,
-                                   Deadline(60), RS.ReluSplitOptions(per_polytope=False, refine=None), 6)
+                                   Deadline(60), RS.ReluSplitOptions(per_polytope=False, refine=None, rebound=rebound), 6)
     assert not bool(proved.any())
     tighter = 0
     for (j, sense, _), bound in zip(sides, floor.tolist()):
@@ -213,7 +216,8 @@ def test_a_failed_side_search_still_bounds_its_neuron_soundly(seed):
     assert tighter > 0
 
 
-def test_a_side_search_that_runs_out_of_branches_reports_a_bound_short_of_its_threshold():
+@pytest.mark.parametrize("rebound", [False, True])
+def test_a_side_search_that_runs_out_of_branches_reports_a_bound_short_of_its_threshold(rebound):
     """Sides just past the sampled extremes: the searches that run out of branches (rather than
     meeting an input) must return bounds short of their thresholds, which every sample respects."""
     net, lower, upper, points, intervals = _root_intervals(1)
@@ -225,7 +229,7 @@ def test_a_side_search_that_runs_out_of_branches_reports_a_bound_short_of_its_th
     sides += [(j, -1, float(values[:, j].min()) - 1e-3) for j in unstable]
     case = RF._side_case(lower, upper, lo.shape[1], sides)
     proved, floor = RS._prove_each(RF.truncated(net, k), case, {p: intervals[p] for p in earlier}, earlier,
-                                   Deadline(60), RS.ReluSplitOptions(per_polytope=False, refine=None), 4)
+                                   Deadline(60), RS.ReluSplitOptions(per_polytope=False, refine=None, rebound=rebound), 4)
     assert not bool(proved.all())  # some run out of branches
     for row, ((j, sense, _), ok, bound) in enumerate(zip(sides, proved.tolist(), floor.tolist())):
         extreme = float(values[:, j].max()) if sense > 0 else -float(values[:, j].min())
@@ -411,3 +415,29 @@ def test_relu_split_caps_the_last_layers_rounds_at_the_milps_binaries(monkeypatc
         options = RS.ReluSplitOptions(milp=milp, refine=RF.RefineOptions(min_seconds=0.0, quick_seconds=0.0))
         assert RS.relu_split(net, case, checker, Deadline(60), options).result == "unsat"
     assert seen == [77, None]
+
+
+@pytest.mark.parametrize("rebound", [False, True])
+def test_the_side_proofs_rebound_only_when_the_refinement_asks(monkeypatch, rebound):
+    """The main search's re-bounding (and its layer weighting) reaches the stability proofs only with
+    ``RefineOptions.rebound``; the proved sides hold at every sample either way."""
+    net, lower, upper, points, intervals = _root_intervals(1)
+    k, earlier = points[-1], points[:-1]
+    values = _values(net, lower, upper, points, 1)[k]
+    lo, hi = intervals[k]
+    unstable = torch.nonzero((lo[0] < 0) & (hi[0] > 0)).squeeze(1).tolist()
+    sides = [(j, 1, float(values[:, j].max()) + 0.05) for j in unstable]
+    sides += [(j, -1, float(values[:, j].min()) - 0.05) for j in unstable]
+    case = RF._side_case(lower, upper, lo.shape[1], sides)
+    calls = []
+    real = RS._rebounded
+    monkeypatch.setattr(RS, "_rebounded", lambda *args: calls.append(1) or real(*args))
+    prove = RS._bound_prover(RS.ReluSplitOptions(refine=RF.RefineOptions(rebound=rebound)))
+    proved, floor = prove(RF.truncated(net, k), case, {p: intervals[p] for p in earlier}, earlier, Deadline(60), 400,
+                          None)
+    assert bool(calls) == rebound
+    assert bool(proved.any())
+    for (j, sense, threshold), ok, bound in zip(sides, proved.tolist(), floor.tolist()):
+        extreme = float(values[:, j].max()) if sense > 0 else -float(values[:, j].min())
+        assert extreme <= -bound + 1e-9
+        assert not ok or extreme < sense * threshold
