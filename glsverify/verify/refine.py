@@ -96,7 +96,12 @@ class RefineOptions:
     # then, for neurons still unstable: prove each bound can move this share of the way from the proved
     # bound to the attained value (None: off), each side in at most tighten_branches branches
     tighten: float | None = 0.5
-    tighten_branches: int = 200
+    # With the stability proofs' plain BaBSR and no re-bounding (``rebound``), single runs of mnist 256x6:
+    # prop_5_0.05 unsat in 120.6 s and prop_12_0.05 in 168.0 s with 1000 (both timeouts with 200; with
+    # 1000 and max_branches 20000, 153.5 and 161.5 s). Its price on instances that 200 settles
+    # (with 20000 as well): prop_13_0.05 84.7 s (44.7), prop_14_0.05 71.7 (38.7), prop_11_0.05 58.5
+    # (31.1), 256x4 prop_9_0.05 80.9 (68.7), prop_6_0.03 57.5 (72.6)
+    tighten_branches: int = 1000
     tighten_rounds: int = 6  # a proved side keeps its share for the next round, a failed one halves it ...
     min_share: float = 0.12  # ... down to this
     # tightening rounds stop when their layer has used its share of the time left (that time over the
