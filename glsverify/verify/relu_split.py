@@ -15,6 +15,9 @@ and stores only the splits. Where rebounding pays and the root leaves polytopes 
 left, the root's intervals are first refined (:mod:`glsverify.verify.refine`): small searches of this
 module over the earlier layers prove neurons stable that linear bounds leave unstable and tighten the
 bounds of those that stay unstable (after a short unrefined search, which settles the easy ones).
+Those searches keep each branch's intervals clamped by its splits and use plain BaBSR scores: the
+re-bounding and the weighting of earlier layers that pay in the main search made them many times
+slower (``RefineOptions.rebound``).
 After a refinement, the polytopes that a short search leaves open go to HiGHS, as the exact MILP over
 the refined intervals (:mod:`glsverify.verify.milp`: its cutting planes prove polytopes no single-neuron
 relaxation reaches), and only those it leaves open get the full search.
