@@ -301,7 +301,9 @@ def _prove_each(graph: Graph, case: CaseProblem, intervals, points: list[int], d
     used = torch.zeros(n, dtype=torch.long, device=device)
     target = torch.arange(n, device=device)
     floor = case.d.clone()  # min over the leaves given up on of their bounds (closed leaves: above d)
-    own = {k: (lo.expand(n, -1).clone(), hi.expand(n, -1).clone()) for k, (lo, hi) in intervals.items()}
+    own = None  # without re-bounding, a branch's intervals are the root's clamped by its splits: only those are stored
+    if options.rebound:
+        own = {k: (lo.expand(n, -1).clone(), hi.expand(n, -1).clone()) for k, (lo, hi) in intervals.items()}
     splits = {k: torch.zeros(n, intervals[k][0].shape[1], dtype=torch.int8, device=device) for k in points}
     beta = {k: torch.zeros(n, 1, intervals[k][0].shape[1], dtype=options.search_dtype or case.C.dtype, device=device)
             for k in points}
