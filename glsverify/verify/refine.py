@@ -98,9 +98,9 @@ class RefineOptions:
     tighten: float | None = 0.5
     # With the stability proofs' plain BaBSR and no re-bounding (``rebound``), single runs of mnist 256x6:
     # prop_5_0.05 unsat in 120.6 s and prop_12_0.05 in 168.0 s with 1000 (both timeouts with 200; with
-    # 1000 and max_branches 20000, 153.5 and 161.5 s). Its price on instances that 200 settles
-    # (with 20000 as well): prop_13_0.05 84.7 s (44.7), prop_14_0.05 71.7 (38.7), prop_11_0.05 58.5
-    # (31.1), 256x4 prop_9_0.05 80.9 (68.7), prop_6_0.03 57.5 (72.6)
+    # 1000 and max_branches 20000, 153.5 and 161.5 s). The whole run of c3ec56c (86 of 89,
+    # bench/results/verify_cpu.md) shows its price on easy instances: 256x4 prop_8_0.03 6.1 -> 14.2 s,
+    # prop_5_0.05 14.0 -> 31.3 s, 256x6 prop_0_0.05 18.6 -> 39.5 s against the run of 95332c4
     tighten_branches: int = 1000
     tighten_rounds: int = 6  # a proved side keeps its share for the next round, a failed one halves it ...
     min_share: float = 0.12  # ... down to this
